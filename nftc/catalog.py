@@ -1,0 +1,330 @@
+"""The built-in catalog of Zimbra ports: one entry per named service, and the `zimbra.*` groups.
+
+Facts follow Zimbra's own sources as summarised in shared/zimbra-ports.md (install guide port tables, attribute
+defaults, zm-postfix `master.cf.in`, zm-amavis `amavisd.conf.in`, control scripts). Each entry also records what
+the source article (shared/seed/000_983348de4b13d968.txt) says about the port, and where it is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from nftc.model import Group, Name, PortRange, Service
+
+EXPOSURES = ("public", "admin", "cluster", "localhost")
+ROLES = ("mta", "mailbox", "proxy", "ldap", "memcached", "logger", "spell", "imapd", "all")
+NOT_IN_ARTICLE = "not in the article"
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One Zimbra service: its ports, who listens, who may reach it, and what the article says about it."""
+
+    name: str
+    ports: tuple[PortRange, ...]
+    description: str
+    roles: tuple[str, ...]
+    versions: str
+    exposure: str
+    default_on: bool
+    article: str
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"catalog entry name {self.name!r} is not [a-z][a-z0-9_]*")
+        if self.exposure not in EXPOSURES:
+            raise ValueError(f"catalog entry {self.name}: unknown exposure {self.exposure!r}")
+        if not self.ports or not set(self.roles) <= set(ROLES):
+            raise ValueError(f"catalog entry {self.name}: needs ports and known roles")
+
+    @property
+    def service(self) -> Service:
+        return Service(self.name, self.ports, self.description)
+
+
+def _tcp(*ports: int) -> tuple[PortRange, ...]:
+    return tuple(PortRange("tcp", port, port) for port in ports)
+
+
+def _udp(*ports: int) -> tuple[PortRange, ...]:
+    return tuple(PortRange("udp", port, port) for port in ports)
+
+
+def _entry(name: str, ports: tuple[PortRange, ...], exposure: str, roles: str, versions: str, description: str,
+           article: str = "", default_on: bool = True) -> CatalogEntry:
+    return CatalogEntry(name, ports, description, tuple(roles.split()), versions, exposure, default_on, article)
+
+
+_PUBLIC_COUNT = "the article promises 'up to 12' public ports and lists 11; Zimbra's external list has 13"
+_CHAT_ONLY = "listed without saying it exists only on 8.7.6-9.x (Zimbra Chat); Zimbra 10 removes it"
+_ZEXTRAS_ONLY = "right, but it does not say this exists only on 8.8-9.x with the Zextras/NG modules"
+_LAN_OPEN = "its `ufw allow from 192.168.1.0/24` opens this (and every other port) to the whole LAN"
+
+# The data table: one entry per service, in port order.
+_TABLE = (
+    _entry("ssh", _tcp(22), "admin", "all", "all",
+           "SSH: management from admin networks; every Zimbra server also reaches its peers on it for management",
+           NOT_IN_ARTICLE),
+    _entry("smtp", _tcp(25), "public", "mta", "all",
+           "SMTP: inbound mail from the internet (Postfix behind postscreen); LDAP and mailbox servers also send here"),
+    _entry("dnscache", _tcp(53) + _udp(53), "localhost", "all", "all",
+           "Local DNS cache (zimbra-dnscache) answering this host only",
+           NOT_IN_ARTICLE),
+    _entry("http", _tcp(80), "public", "proxy mailbox", "all",
+           "HTTP web client (proxy; the mailbox itself when there is no proxy)"),
+    _entry("pop3", _tcp(110), "public", "proxy mailbox", "all",
+           "POP3 with STARTTLS (proxy; the mailbox itself when there is no proxy)"),
+    _entry("imap", _tcp(143), "public", "proxy mailbox", "all",
+           "IMAP with STARTTLS (proxy; the mailbox itself when there is no proxy)"),
+    _entry("ldap", _tcp(389), "cluster", "ldap", "all",
+           "LDAP directory (StartTLS): every Zimbra server reads it, replicas pull from the master",
+           f"right about what it is and that it is dangerous open; but {_LAN_OPEN}"),
+    _entry("https", _tcp(443), "public", "proxy mailbox", "all",
+           "HTTPS web client, ActiveSync and SOAP (proxy; the mailbox itself when there is no proxy)"),
+    _entry("smtps", _tcp(465), "public", "mta", "all",
+           "SMTPS: implicit-TLS message submission by users (login required)",
+           f"omitted from the article's public list ({_PUBLIC_COUNT}); it appears only in the 14-port list and "
+           "the ufw profile, unexplained"),
+    _entry("syslog", _udp(514), "cluster", "logger", "all",
+           "syslog over UDP: every server sends its logs to the logger host",
+           NOT_IN_ARTICLE),
+    _entry("submission", _tcp(587), "public", "mta", "all",
+           "Message submission with STARTTLS by users (login required)",
+           "calls it a vague 'connection entry port': it is authenticated message submission"),
+    _entry("ldaps", _tcp(636), "cluster", "ldap", "all",
+           "LDAP over TLS: every Zimbra server, when LDAPS is used instead of StartTLS on 389",
+           f"right; but {_LAN_OPEN}"),
+    _entry("imaps", _tcp(993), "public", "proxy mailbox", "all",
+           "IMAP over TLS (proxy; the mailbox itself when there is no proxy)"),
+    _entry("pop3s", _tcp(995), "public", "proxy mailbox", "all",
+           "POP3 over TLS (proxy; the mailbox itself when there is no proxy)"),
+    _entry("clamd", _tcp(3310), "cluster", "mta", "all",
+           "ClamAV daemon used by amavis; other servers need it only when attachment scanning points at the MTA",
+           "right about ClamAV, but mailbox servers may need it, so not strictly local"),
+    _entry("certauth", _tcp(3443), "public", "proxy", "all",
+           "Client-certificate login through the proxy (zimbraMailSSLProxyClientCertPort), optional; "
+           "forwards to mailbox 9443",
+           f"omitted from the article's public list ({_PUBLIC_COUNT}); it appears only in the 14-port list and "
+           "the ufw profile, unexplained; it is optional and not a Zextras port",
+           default_on=False),
+    _entry("xmpp", _tcp(5222), "public", "mailbox", "8.7.6-9.x",
+           "XMPP client connections with STARTTLS (Zimbra Chat)",
+           _CHAT_ONLY),
+    _entry("xmpps", _tcp(5223), "public", "mailbox", "8.7.6-9.x",
+           "XMPP client connections over TLS (Zimbra Chat)",
+           _CHAT_ONLY),
+    _entry("xmpp_s2s", _tcp(5269), "cluster", "mailbox", "8.7.6-9.x",
+           "XMPP server-to-server traffic between mailboxes of one install (Zimbra Chat)",
+           "right, but it does not say this exists only on 8.7.6-9.x"),
+    _entry("lmtp", _tcp(7025), "cluster", "mailbox", "all",
+           "LMTP: the MTA delivers accepted mail into the mailbox store"),
+    _entry("milter", _tcp(7026), "localhost", "mta", "all",
+           "Zimbra milter server (zimbraMilterBindPort) queried by the local Postfix; off by default",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("convertd", _tcp(7047), "localhost", "mailbox", "all",
+           "Attachment conversion daemon (convertd, Network Edition) for HTML previews"),
+    _entry("admin", _tcp(7071), "cluster", "mailbox", "all",
+           "Admin console and admin SOAP on mailbox servers: other mailboxes, the proxy (9071) and admin networks "
+           "connect; never the world",
+           "lists it as internal, but its ufw profile and its 14-port 'multi-server' list open it to the world "
+           "(every source); Zimbra's table says internal: open it to cluster peers and admin networks only"),
+    _entry("nginx_lookup", _tcp(7072), "cluster", "mailbox", "all",
+           "NGINX lookup (route) handler: the proxy asks a mailbox which backend serves a user"),
+    _entry("mta_auth", _tcp(7073), "cluster", "mailbox", "all",
+           "MTA authentication: the MTA's SASL checks user passwords against a mailbox"),
+    _entry("docs", _tcp(7074), "localhost", "mailbox", "10+",
+           "Zimbra 10 document editing service; unsure which daemon and whether a remote proxy must reach it "
+           "(kept local until confirmed)",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("onlyoffice", _tcp(7084, 7085), "localhost", "mailbox", "10+",
+           "Zimbra 10 OnlyOffice document server ports; unsure of each port's role and whether a remote proxy must "
+           "reach them (kept local until confirmed)",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("backends_mail", _tcp(7110, 7143, 7993, 7995), "cluster", "mailbox", "all",
+           "Mailbox POP3/IMAP behind the proxy (7110 POP3, 7143 IMAP, 7993 IMAPS, 7995 POP3S): only proxies connect",
+           "right, but these are reached by proxies on other hosts, not only locally"),
+    _entry("zmconfigd", _tcp(7171), "localhost", "all", "all",
+           "zmconfigd: rewrites configuration files and restarts services for local Zimbra tools"),
+    _entry("mysql", _tcp(7306), "localhost", "mailbox", "all",
+           "MariaDB/MySQL with mailbox metadata, used by the local mailbox server only"),
+    _entry("spell", _tcp(7780), "cluster", "spell", "all",
+           "Spell checker (Apache with aspell) queried by mailbox servers"),
+    _entry("backends_web", _tcp(8080, 8443), "cluster", "mailbox", "all",
+           "Mailbox HTTP/HTTPS (Jetty) behind the proxy: proxies and other mailboxes connect",
+           "right, but these are reached by proxies and other mailboxes, not only locally"),
+    _entry("imapd", _tcp(8143, 8993), "cluster", "imapd", "8.8.1+",
+           "Remote IMAP daemon (8143 IMAP, 8993 IMAPS); who connects to it is unverified (assumed: proxies)",
+           NOT_IN_ARTICLE),
+    _entry("opendkim", _tcp(8465), "localhost", "mta", "all",
+           "OpenDKIM milter signing and verifying DKIM, called by the Postfix listener on 10030",
+           NOT_IN_ARTICLE),
+    _entry("zextras", _tcp(8735), "cluster", "mailbox", "8.8-9.x",
+           "Zextras/NG modules mailbox-to-mailbox communication (Network Edition)",
+           _ZEXTRAS_ONLY),
+    _entry("zextras_config", _tcp(8736), "cluster", "mailbox", "8.8-9.x",
+           "Zextras/NG modules distributed configuration service between mailboxes (Network Edition)",
+           _ZEXTRAS_ONLY),
+    _entry("admin_proxy", _tcp(9071), "admin", "proxy", "all",
+           "Admin console through the proxy (zimbraAdminProxyPort), forwarding to mailbox 7071; off by default",
+           "lists it as a public port and its ufw profile opens it to everyone; it is off by default and belongs "
+           "to admin networks only, never the world",
+           default_on=False),
+    _entry("certauth_backend", _tcp(9443), "cluster", "mailbox", "all",
+           "Mailbox HTTPS for client-certificate login (zimbraMailSSLClientCertPort), used only when that login "
+           "is on; unsure who connects, assumed: the proxy's 3443",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("amavis", _tcp(10024), "localhost", "mta", "all",
+           "amavis content filter, default policy: Postfix hands inbound mail here for virus and spam checks"),
+    _entry("postfix_return", _tcp(10025), "localhost", "mta", "all",
+           "Postfix re-injection listener: amavis hands scanned mail back here (syslog postfix/amavisd)",
+           "wrong: calls it Amavis talking to OpenDKIM; it is Postfix re-injection after amavis"),
+    _entry("amavis_originating", _tcp(10026), "localhost", "mta", "all",
+           "amavis ORIGINATING policy listener: mail submitted by local users, then on to DKIM signing on 10030",
+           "misleading: says it is for configuring Amavis policies; it is the amavis listener for outgoing mail "
+           "(ORIGINATING policy bank)"),
+    _entry("postjournal", _tcp(10027), "localhost", "mta", "all",
+           "postjournal proxy filter, used by the SMTP listeners when postjournal_enabled is set",
+           NOT_IN_ARTICLE),
+    _entry("postfix_reinject", _tcp(10028), "localhost", "mta", "all",
+           "Postfix re-inject listener (syslog postfix/reinject), localhost clients only",
+           "wrong: calls it Amavis talking to a content filter; it is a Postfix re-inject listener"),
+    _entry("postfix_archive", _tcp(10029), "localhost", "mta", "all",
+           "Postfix listener receiving archive copies (syslog postfix/archive), localhost clients only",
+           "vague: 'to access Postfix files'; it is the Postfix listener for archiving"),
+    _entry("postfix_dkim", _tcp(10030), "localhost", "mta", "all",
+           "Postfix listener running the OpenDKIM milter (8465) on outgoing mail, then on to amavis 10032",
+           NOT_IN_ARTICLE),
+    _entry("cbpolicyd", _tcp(10031), "localhost", "mta", "all",
+           "cbpolicyd (Cluebringer) Postfix policy daemon; off by default",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("amavis_post_dkim", _tcp(10032), "localhost", "mta", "all",
+           "amavis ORIGINATING_POST listener: outgoing mail after DKIM signing, spam-checked, then back to 10025",
+           "roughly right (SpamAssassin), but SpamAssassin runs inside amavis: this is the post-DKIM amavis listener"),
+    _entry("logger", _tcp(10663), "localhost", "logger", "all",
+           "Zimbra logger service listener on the logger host, local only",
+           NOT_IN_ARTICLE),
+    _entry("memcached", _tcp(11211), "cluster", "memcached", "all",
+           "memcached over TCP only, reached by proxies and mailboxes; nftc always drops UDP 11211 "
+           "(memcrashed amplification, CVE-2018-1000115)",
+           "only warns about memcrashed; does not say Zimbra needs TCP only (-U 0 since 8.8.9), that UDP 11211 "
+           "must be dropped, or that proxies and mailboxes on other hosts must reach it"),
+    _entry("amavis_services", _tcp(23232), "localhost", "mta", "all",
+           "amavis-services message forwarder (ZeroMQ) publishing amavisd status to local monitors"),
+    _entry("amavis_snmp", _tcp(23233), "localhost", "mta", "all",
+           "amavis-services snmp-responder (ZeroMQ) answering local SNMP/monitoring queries"),
+)
+
+
+def _first_port(e: CatalogEntry) -> tuple[int, str]:
+    return (e.ports[0].first, e.name)
+
+
+ENTRIES: tuple[CatalogEntry, ...] = tuple(sorted(_TABLE, key=_first_port))
+_BY_NAME = {e.name: e for e in ENTRIES}
+
+
+def _names_where(exposures: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(e.name for e in ENTRIES if e.exposure in exposures)
+
+
+def _group(name: str, members: tuple[str, ...], description: str) -> Group:
+    return Group(name, tuple(Name(member) for member in members), description)
+
+
+GROUPS: tuple[Group, ...] = (
+    _group("zimbra.public", ("smtp", "http", "pop3", "imap", "https", "smtps", "submission", "imaps", "pop3s"),
+          "Mail and web ports every install faces the internet with (not 3443, chat or the admin console)"),
+    _group("zimbra.chat", ("xmpp", "xmpps"), "Zimbra Chat client ports, 8.7.6-9.x only"),
+    _group("zimbra.admin", ("admin", "admin_proxy"), "Admin console ports: admin networks only, never the world"),
+    _group("zimbra.internal", _names_where(("cluster", "localhost")),
+          "Every port that is cluster-only or local-only, memcached and 7071 included"),
+    _group("zimbra.multiserver",
+          ("smtp", "http", "pop3", "imap", "https", "smtps", "submission", "imaps", "pop3s", "certauth", "xmpp",
+           "xmpps", "admin", "admin_proxy"),
+          "The article's 14 'multi-server' ports, kept for comparison: the public list plus the admin ports "
+          "7071 and 9071, not real server-to-server traffic (use the role groups)"),
+    _group("zimbra.mta", ("smtp", "clamd"),
+          "What other servers reach on an MTA: 25 (LDAP, mailbox), 3310 (mailbox, only for remote scanning)"),
+    _group("zimbra.mailbox", ("lmtp", "admin", "nginx_lookup", "mta_auth", "backends_mail", "backends_web"),
+          "What other servers reach on a mailbox: MTA -> 7025 7073; proxy -> 7072 7110 7143 7993 7995 8080 8443; "
+          "mailboxes -> 7071 8080 8443 (add xmpp_s2s, zextras, zextras_config on 8.8-9.x)"),
+    _group("zimbra.proxy", ("http", "pop3", "imap", "https", "imaps", "pop3s"),
+          "What reaches a proxy: no server-to-server traffic in Zimbra's matrix, so the client web and mail ports"),
+    _group("zimbra.ldap", ("ldap", "ldaps"), "What every server reaches on an LDAP server: 389 (636 with LDAPS)"),
+    _group("zimbra.memcached", ("memcached",), "What proxies and mailboxes reach on a memcached server: 11211/tcp"),
+    _group("zimbra.logger", ("syslog",), "What every server sends to the logger host: syslog 514/udp"),
+    _group("zimbra.spell", ("spell",), "What mailbox servers reach on a spell server: 7780"),
+)
+_GROUPS_BY_NAME = {g.name: g for g in GROUPS}
+
+
+def entry(name: str) -> CatalogEntry | None:
+    return _BY_NAME.get(name)
+
+
+def group(name: str) -> Group | None:
+    return _GROUPS_BY_NAME.get(name)
+
+
+def entries_for_port(port: int) -> tuple[CatalogEntry, ...]:
+    """Every entry with a range that includes `port`, whatever the protocol."""
+    return tuple(e for e in ENTRIES if any(r.first <= port <= r.last for r in e.ports))
+
+
+def services() -> tuple[Service, ...]:
+    return tuple(e.service for e in ENTRIES)
+
+
+def internal_entries() -> tuple[CatalogEntry, ...]:
+    return tuple(e for e in ENTRIES if e.exposure in ("cluster", "localhost"))
+
+
+def group_entries(name: str) -> tuple[CatalogEntry, ...]:
+    """The entries a catalog group names; empty for an unknown group."""
+    found = group(name)
+    return tuple(_BY_NAME[m.name] for m in found.members) if found else ()
+
+
+def groups_containing(name: str) -> tuple[str, ...]:
+    return tuple(g.name for g in GROUPS if Name(name) in g.members)
+
+
+def format_ports(ports: Iterable[PortRange]) -> str:
+    """`7110,7143/tcp`, `53/tcp 53/udp`: ports grouped per protocol, in order."""
+    by_protocol: dict[str, list[str]] = {}
+    for r in ports:
+        number = str(r.first) if r.first == r.last else f"{r.first}-{r.last}"
+        by_protocol.setdefault(r.protocol, []).append(number)
+    return " ".join(f"{','.join(numbers)}/{protocol}" for protocol, numbers in by_protocol.items())
+
+
+_TABLE_HEADER = ("PORTS", "NAME", "EXPOSURE", "ROLES", "VERSIONS", "DESCRIPTION")
+
+
+def _row(e: CatalogEntry) -> tuple[str, ...]:
+    exposure = e.exposure if e.default_on else f"{e.exposure} (off)"
+    return (format_ports(e.ports), e.name, exposure, ",".join(e.roles), e.versions, e.description)
+
+
+def format_table(entries: Iterable[CatalogEntry]) -> str:
+    """A plain-text table, columns aligned, for `nftc catalog`."""
+    rows = [_TABLE_HEADER] + [_row(e) for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADER) - 1)]
+    lines = ("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_entry(e: CatalogEntry) -> str:
+    """A multi-line explanation of one entry, for `nftc catalog 7071`."""
+    fields = (
+        ("ports", format_ports(e.ports)),
+        ("exposure", e.exposure + ("" if e.default_on else ", off by default")),
+        ("roles", ", ".join(e.roles)),
+        ("versions", e.versions),
+        ("groups", ", ".join(groups_containing(e.name)) or "none"),
+        ("article", e.article or "right"),
+    )
+    return "\n".join([f"{e.name}: {e.description}", *(f"  {key + ':':<10}{value}" for key, value in fields)])

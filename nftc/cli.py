@@ -1,0 +1,138 @@
+"""Command line: wires the steps together, prints, and chooses exit codes (0 ok, 2 policy/usage, 1 other)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_POLICY = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2, as policy errors do
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_POLICY, f"nftc: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nftc", description="Compile Zimbra firewall policies (.zfw) to nftables.")
+    parser.add_argument("--version", action="version", version=f"nftc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    compile_cmd = commands.add_parser("compile", help="compile a policy and print the ruleset (dry run)")
+    compile_cmd.add_argument("policy", metavar="FILE")
+    compile_cmd.add_argument("--format", choices=("nft", "json"), default="nft")
+    compile_cmd.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+
+    check_cmd = commands.add_parser("check", help="compile and have the kernel validate it (commits nothing)")
+    check_cmd.add_argument("policy", metavar="FILE")
+
+    catalog_cmd = commands.add_parser("catalog", help="the built-in Zimbra ports, or one entry by port or name")
+    catalog_cmd.add_argument("entry", nargs="?", metavar="PORT|NAME")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"compile": _compile, "check": _check, "catalog": _catalog}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"nftc: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _compiled(path: str):
+    """Compile, print warnings; on policy errors print them all and return None."""
+    from .compiler import compile_policy
+    from .diagnostics import PolicyError, render_diagnostic
+
+    sources: dict[str, str] = {}
+    try:
+        compilation = compile_policy(path, sources)
+    except PolicyError as exc:
+        for diagnostic in exc.diagnostics:
+            print(render_diagnostic(diagnostic, sources), file=sys.stderr)
+        return None
+    for diagnostic in compilation.warnings:
+        print(render_diagnostic(diagnostic, sources), file=sys.stderr)
+    return compilation
+
+
+def _compile(args) -> int:
+    compilation = _compiled(args.policy)
+    if compilation is None:
+        return EXIT_POLICY
+    if args.format == "json":
+        from .render_json import render_json
+        text = render_json(compilation.table)
+    else:
+        from .render_nft import render_nft
+        text = render_nft(compilation.table)
+    if args.output:
+        _write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _write_atomically(path: str, text: str) -> None:
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def _check(args) -> int:
+    from .kernel import KernelError, check_script
+    from .render_nft import render_nft
+
+    compilation = _compiled(args.policy)
+    if compilation is None:
+        return EXIT_POLICY
+    try:
+        result = check_script(render_nft(compilation.table))
+    except KernelError as exc:
+        print(f"nftc: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not result.ok:
+        print(f"{args.policy}: {result.error}", file=sys.stderr)
+        return EXIT_FAILURE
+    table = compilation.table
+    print(f"{args.policy}: ok: the kernel accepts table {table.family} {table.name} "
+          f"({sum(len(c.rules) for c in table.chains)} rules, {len(table.sets)} sets, "
+          f"{len(table.counters)} counters)")
+    return EXIT_OK
+
+
+def _catalog(args) -> int:
+    from . import catalog
+
+    if args.entry is None:
+        print(catalog.format_table(catalog.ENTRIES))
+        return EXIT_OK
+    if args.entry.isdigit():
+        found = catalog.entries_for_port(int(args.entry))
+    else:
+        found = tuple(e for e in (catalog.entry(args.entry),) if e)
+        group = catalog.group(args.entry)
+        if group is not None:
+            print(f"{group.name}: {group.description}")
+            print(catalog.format_table(catalog.group_entries(group.name)))
+            return EXIT_OK
+    if not found:
+        print(f"nftc: no catalog entry for '{args.entry}'", file=sys.stderr)
+        return EXIT_POLICY
+    print("\n\n".join(catalog.format_entry(e) for e in found))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The pipeline, as an ordered list of plain steps: load -> check -> prove -> lower -> stamp."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import MutableMapping
+
+from . import __version__, ir
+from .diagnostics import Diagnostic, PolicyError
+from .loader import load_policy
+from .lower import lower_policy
+from .reach import failed_assertions, never_matching_rules
+from .render_nft import render_nft
+from .resolve import CheckedPolicy, check_policy
+
+
+@dataclass(frozen=True)
+class Compilation:
+    checked: CheckedPolicy
+    table: ir.Table
+    digest: str  # sha256 of the ruleset without its comment: identifies what was compiled
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return self.checked.warnings
+
+
+def compile_policy(path: str, sources: MutableMapping[str, str]) -> Compilation:
+    """Raise PolicyError with every problem found; `sources` receives the text of each file read."""
+    checked = check_policy(load_policy(path, sources))
+    problems = never_matching_rules(checked) + failed_assertions(checked)
+    if problems:
+        raise PolicyError(problems)
+    table = lower_policy(checked)
+    digest = hashlib.sha256(render_nft(table).encode()).hexdigest()
+    comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
+    return Compilation(checked, dataclasses.replace(table, comment=comment), digest)
+
+
+def _safe_name(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]

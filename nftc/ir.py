@@ -1,0 +1,187 @@
+"""The nftables IR: typed objects for what nftc emits. Both renderers (text, JSON) read only these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+
+# Expressions: the left side of a match, or the key of a set update / verdict map.
+
+
+@dataclass(frozen=True)
+class Meta:
+    key: str  # iif, iifname, oif, l4proto, nfproto
+
+
+@dataclass(frozen=True)
+class Payload:
+    protocol: str  # ip, ip6, tcp, udp, icmp, icmpv6
+    field: str  # saddr, dport, sport, type, hoplimit
+
+
+@dataclass(frozen=True)
+class Ct:
+    key: str  # state
+
+
+Field = Union[Meta, Payload, Ct]
+
+
+# Values: the right side of a match.
+
+
+@dataclass(frozen=True)
+class SetRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class AnonSet:
+    values: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    address: str
+    length: int
+
+
+@dataclass(frozen=True)
+class Range:
+    first: str | int
+    last: str | int
+
+
+@dataclass(frozen=True)
+class Flags:
+    """A bitmask match such as `ct state established,related` (JSON op `in`)."""
+
+    values: tuple[str, ...]
+
+
+Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags]
+
+
+@dataclass(frozen=True)
+class Match:
+    left: Field
+    right: Value
+    negate: bool = False
+
+
+# Statements.
+
+
+@dataclass(frozen=True)
+class CounterRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class Limit:
+    rate: int
+    per: str  # second, minute, hour, day
+    burst: int
+    over: bool = False
+
+
+@dataclass(frozen=True)
+class LimitRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class Log:
+    prefix: str
+
+
+@dataclass(frozen=True)
+class SetUpdate:
+    """`update @set { key limit ... }`: a per-key stateful limit, the nftables 'meter'."""
+
+    set_name: str
+    key: Field
+    limit: Limit
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # accept, drop, return, jump, goto, reject
+    target: str = ""  # chain for jump/goto
+    reject_with: str = ""  # "tcp reset" or "" (icmpx port-unreachable)
+
+
+@dataclass(frozen=True)
+class VerdictMap:
+    key: Field
+    map_name: str
+
+
+Statement = Union[Match, CounterRef, Limit, LimitRef, Log, SetUpdate, Verdict, VerdictMap]
+
+
+@dataclass(frozen=True)
+class Rule:
+    statements: tuple[Statement, ...]
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Hook:
+    hook: str  # input, output
+    priority: int = 0
+    policy: str = "accept"
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    rules: tuple[Rule, ...]
+    hook: Hook | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Element:
+    key: str | int | Prefix | Range
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class Set:
+    """A named set, or a verdict map when `is_map`; dynamic sets are filled by the ruleset itself."""
+
+    name: str
+    key_type: str  # ipv4_addr, ipv6_addr, inet_service, ifname
+    elements: tuple[Element, ...] = ()
+    interval: bool = False
+    is_map: bool = False
+    dynamic: bool = False
+    size: int = 0
+    timeout: str = ""  # like 1m
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class LimitObject:
+    name: str
+    limit: Limit
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    family: str
+    name: str
+    comment: str
+    counters: tuple[Counter, ...]
+    limits: tuple[LimitObject, ...]
+    sets: tuple[Set, ...]
+    chains: tuple[Chain, ...]

@@ -1,0 +1,105 @@
+"""The one module that talks to libnftables (python3-nftables).
+
+`check_script` validates a ruleset against the running kernel without committing it, inside a fresh network
+namespace (and user namespace when not root), so a check can never touch the machine's own firewall.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+INSTALL_HINT = (
+    "the python3-nftables bindings are missing: install them with 'apt install python3-nftables' "
+    "(Debian, Ubuntu) or 'dnf install python3-nftables' (RHEL, Rocky), and make the venv with "
+    "--system-site-packages"
+)
+
+
+class KernelError(Exception):
+    """Anything the kernel or libnftables refused, or the privileges that were missing; one line each."""
+
+
+@dataclass(frozen=True)
+class NftResult:
+    ok: bool
+    output: str
+    error: str
+
+
+def _bindings():
+    try:
+        import nftables  # python3-nftables, from the distribution
+    except ImportError:
+        raise KernelError(INSTALL_HINT) from None
+    return nftables
+
+
+def run_script(script: str, dry_run: bool = False, json_output: bool = False) -> NftResult:
+    """Run an nft script as one transaction in the current network namespace."""
+    nft = _bindings().Nftables()
+    nft.set_dry_run(dry_run)
+    nft.set_json_output(json_output)
+    rc, output, error = nft.cmd(script)
+    return NftResult(rc == 0, output, error)
+
+
+def check_script(script: str) -> NftResult:
+    """Dry-run `script` in a throwaway network namespace; errors name the policy line where they can."""
+    _bindings()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise KernelError("'unshare' (util-linux) is needed to check a ruleset in a private namespace")
+    flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
+    process = subprocess.run(
+        [unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", "check"],
+        input=script, capture_output=True, text=True, timeout=120,
+    )
+    if process.returncode == 3:
+        raise KernelError(f"cannot check in a private namespace: {process.stderr.strip()}")
+    if process.returncode not in (0, 1):
+        message = process.stderr.strip().splitlines()
+        raise KernelError(
+            "cannot create a private network namespace for the check"
+            + (f": {message[-1]}" if message else "")
+            + " (run as root, or enable unprivileged user namespaces)"
+        )
+    return NftResult(process.returncode == 0, "", annotate_errors(process.stdout, script))
+
+
+_SCRIPT_POSITION = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error: (.*)$", re.MULTILINE)
+_COMMENT = re.compile(r'comment "([^"]*)"\s*$')
+
+
+def annotate_errors(error: str, script: str) -> str:
+    """libnftables reports script lines; add the policy line from that rule's provenance comment."""
+    lines = script.splitlines()
+    out = []
+    for match in _SCRIPT_POSITION.finditer(error):
+        number, message = int(match.group(1)), match.group(2)
+        source = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+        comment = _COMMENT.search(source)
+        where = f" (from {comment.group(1)})" if comment else ""
+        out.append(f"kernel rejected ruleset line {number}{where}: {message}: {source[:160]}")
+    if not out and error.strip():
+        out.append("kernel rejected the ruleset: " + " ".join(error.split())[:300])
+    return "\n".join(out)
+
+
+def _check_main() -> int:
+    """Runs inside the private namespace: exit 0 valid, 1 rejected, 3 libnftables unusable."""
+    try:
+        result = run_script(sys.stdin.read(), dry_run=True)
+    except KernelError as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    sys.stdout.write(result.error)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["check"]:
+    sys.exit(_check_main())

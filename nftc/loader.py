@@ -1,0 +1,148 @@
+"""Reads a policy from disk: the main file, its includes and the address files its zones name.
+
+The only module of the compiler that touches the file system; everything after it works on the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from typing import MutableMapping
+
+from . import model as m
+from .diagnostics import Diagnostic, PolicyError, error
+from .parser import parse_text
+
+MAX_INCLUDE_DEPTH = 16
+MAX_POLICY_BYTES = 1 << 20
+MAX_ADDRESS_FILE_BYTES = 64 << 20
+MAX_ADDRESSES = 1_000_000
+
+
+def load_policy(path: str, sources: MutableMapping[str, str]) -> m.Policy:
+    """Load `path` and everything it includes; `sources` receives each file's text, for diagnostics."""
+    statements = _load_statements(os.path.normpath(path), sources, chain=(), limit_bytes=MAX_POLICY_BYTES)
+    statements = _read_zone_files(statements, sources)
+    return _assemble(statements, source=os.path.normpath(path))
+
+
+def _read(path: str, limit_bytes: int, what: str, span: m.Span | None) -> str:
+    if os.path.isdir(path):
+        raise PolicyError([error(f"{what} '{path}' is a directory", span)])
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit_bytes + 1)
+    except FileNotFoundError:
+        raise PolicyError([error(f"{what} '{path}' does not exist", span)]) from None
+    except OSError as exc:
+        raise PolicyError([error(f"cannot read {what} '{path}': {exc.strerror}", span)]) from None
+    if len(data) > limit_bytes:
+        raise PolicyError([error(f"{what} '{path}' is larger than {limit_bytes >> 20} MiB", span)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyError([error(f"{what} is not valid UTF-8", m.Span(path, line, 1))]) from None
+
+
+def _load_statements(
+    path: str, sources: MutableMapping[str, str], chain: tuple[str, ...], limit_bytes: int, span=None
+) -> tuple[m.Statement, ...]:
+    text = _read(path, limit_bytes, "policy file" if not chain else "included file", span)
+    sources[path] = text
+    statements = parse_text(text, path)
+    chain = chain + (os.path.realpath(path),)
+    expanded: list[m.Statement] = []
+    for statement in statements:
+        if isinstance(statement, m.Include):
+            expanded.extend(_include(statement, path, sources, chain))
+        else:
+            expanded.append(statement)
+    return tuple(expanded)
+
+
+def _include(include: m.Include, parent: str, sources, chain) -> tuple[m.Statement, ...]:
+    target = os.path.normpath(os.path.join(os.path.dirname(parent), include.path))
+    if os.path.realpath(target) in chain:
+        raise PolicyError([error(f"include loop: '{include.path}' includes itself", include.span,
+                                 hint=" -> ".join(os.path.basename(p) for p in chain + (target,)))])
+    if len(chain) >= MAX_INCLUDE_DEPTH:
+        raise PolicyError([error(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels", include.span)])
+    return _load_statements(target, sources, chain, MAX_POLICY_BYTES, include.span)
+
+
+def _read_zone_files(statements, sources) -> tuple[m.Statement, ...]:
+    budget = [MAX_ADDRESSES]
+    return tuple(
+        dataclasses.replace(s, sources=tuple(_fill_file(src, sources, budget) for src in s.sources))
+        if isinstance(s, m.Zone) else s
+        for s in statements
+    )
+
+
+def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource:
+    if not isinstance(source, m.FileSource):
+        return source
+    path = os.path.normpath(os.path.join(os.path.dirname(source.span.file), source.path))
+    text = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span)
+    sources[path] = text
+    networks = parse_address_file(text, path)
+    budget[0] -= len(networks)
+    if budget[0] < 0:
+        raise PolicyError([error(f"zones hold more than {MAX_ADDRESSES} addresses in all", source.span,
+                                 hint="merge the list into wider prefixes")])
+    return dataclasses.replace(source, networks=networks)
+
+
+def parse_address_file(text: str, path: str) -> tuple[m.IPNetwork, ...]:
+    """One address or CIDR per line; blank lines and `#` comments are skipped; host bits are an error."""
+    networks = []
+    errors: list[Diagnostic] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError as exc:
+            column = line.index(entry) + 1
+            errors.append(error(f"bad address '{entry[:60]}': {exc}", m.Span(path, number, column,
+                                                                             number, column + len(entry))))
+            if len(errors) >= 20:
+                break
+    if errors:
+        raise PolicyError(errors)
+    return tuple(networks)
+
+
+_SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo"}
+
+
+def _assemble(statements: tuple[m.Statement, ...], source: str) -> m.Policy:
+    errors: list[Diagnostic] = []
+    first: dict[type, m.Statement] = {}
+    for statement in statements:
+        kind = type(statement)
+        if kind in _SINGLETONS and kind in first:
+            errors.append(error(f"'{_SINGLETONS[kind]}' is given twice", statement.span,
+                                hint=f"the first is at {first[kind].span}"))
+        first.setdefault(kind, statement)
+    if errors:
+        raise PolicyError(errors)
+
+    def of(kind):
+        return tuple(s for s in statements if isinstance(s, kind))
+
+    table = first.get(m.TableName)
+    return m.Policy(
+        table=table.name if table else m.DEFAULT_TABLE,
+        zones=of(m.Zone),
+        services=of(m.Service),
+        groups=of(m.Group),
+        rules=of(m.Rule),
+        assertions=of(m.Assertion),
+        log_drops=first.get(m.LogDrops),
+        icmp_echo=first.get(m.IcmpEcho, m.DEFAULT_ECHO),
+        source=source,
+    )

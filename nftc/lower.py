@@ -1,0 +1,295 @@
+"""Checked policy -> nftables IR: one inet table with an input chain that dispatches to one chain per zone.
+
+The path of a packet: loopback, anti-spoofing, UDP 11211, conntrack, ICMP, then one lookup in an interface map
+and one in an address interval map that jump to the zone's chain, whose rules test named port sets. No path
+grows with the number of ports or addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from . import ir
+from . import model as m
+from . import ports
+from .model import PROTOCOLS
+from .resolve import LOCALHOST, CheckedPolicy, CheckedRule, ServiceRef
+from .zones import interfaces
+
+ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
+ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
+ICMPV6_ERRORS = ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem")
+ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
+DEFAULT_LOG_RATE = m.Rate(10, "minute")
+LIMIT_SET_SIZE = 65535
+LIMIT_SET_TIMEOUT = "1m"
+
+
+class _Builder:
+    """Collects the table's named objects in creation order, so output is deterministic."""
+
+    def __init__(self, checked: CheckedPolicy):
+        self.checked = checked
+        self.counters: dict[str, ir.Counter] = {}
+        self.sets: dict[str, ir.Set] = {}
+        self.limits: dict[str, ir.LimitObject] = {}
+        self.chains: dict[str, ir.Chain] = {}  # helper chains made on demand
+        base = os.path.dirname(checked.policy.source)
+        self.base = base
+
+    def counter(self, name: str, comment: str = "") -> ir.CounterRef:
+        self.counters.setdefault(name, ir.Counter(name, comment))
+        return ir.CounterRef(name)
+
+    def port_set(self, service: ServiceRef, protocol: str) -> ir.SetRef:
+        name = f"svc_{service.name}_{protocol}"
+        if name not in self.sets:
+            spans = ports.by_protocol(service.ports)[protocol]
+            self.sets[name] = ir.Set(name, "inet_service", _port_elements(spans), interval=True,
+                                     comment=_comment(service.name))
+        return ir.SetRef(name)
+
+    def where(self, span: m.Span | None) -> str:
+        if span is None:
+            return ""
+        return _comment(f"{os.path.relpath(span.file, self.base or '.')}:{span.line}")
+
+    def log_rule(self, matches: tuple, tag: str, span: m.Span | None, asked: bool = False) -> tuple[ir.Rule, ...]:
+        """A rate-limited log line before a drop: for every drop with `log drops`, else when a rule asks."""
+        log = self.checked.policy.log_drops
+        if log is None and not asked:
+            return ()
+        rate, burst = (log.rate, log.burst) if log else (DEFAULT_LOG_RATE, 5)
+        prefix = log.prefix if log else f"{self.checked.policy.table} drop: "
+        limit = ir.Limit(rate.count, rate.unit, burst)
+        where = self.where(span or (log.span if log else None)) or "log"
+        return (ir.Rule(matches + (limit, ir.Log(f"{prefix}{tag} ")), where),)
+
+    def over_limit_chain(self, rule: CheckedRule, where: str) -> str:
+        name = f"over_limit_{rule.id}"
+        if name not in self.chains:
+            rules = self.log_rule((), f"{rule.id}/limit", rule.rule.span) + (
+                ir.Rule((self.counter(f"{rule.id}/over-limit", where), ir.Verdict("drop")), where),)
+            self.chains[name] = ir.Chain(name, rules, comment=_comment(f"over the limit of {where}"))
+        return name
+
+    def protected_set(self, protocol: str) -> ir.SetRef | None:
+        spans = ports.by_protocol(self.checked.protected)[protocol]
+        if not spans:
+            return None
+        name = f"protected_{protocol}"
+        self.sets.setdefault(name, ir.Set(name, "inet_service", _port_elements(spans), interval=True,
+                                          comment="local-only and admin ports: opened only by name"))
+        return ir.SetRef(name)
+
+
+def lower_policy(checked: CheckedPolicy) -> ir.Table:
+    builder = _Builder(checked)
+    protected = {p: builder.protected_set(p) for p in PROTOCOLS}
+    zone_chains = [_zone_chain(builder, LOCALHOST)] + [_zone_chain(builder, z.name) for z in checked.zones]
+    broad = _broad_chain(protected) if any(r.broad and r.rule.action == "allow" for r in checked.rules) else None
+    input_chain = _input_chain(builder)
+    output_chain = _output_chain(builder)
+    chains = (input_chain, output_chain, *zone_chains, *builder.chains.values()) + ((broad,) if broad else ())
+    return ir.Table(
+        family="inet",
+        name=checked.policy.table,
+        comment="",
+        counters=tuple(builder.counters.values()),
+        limits=tuple(builder.limits.values()),
+        sets=tuple(builder.sets.values()),
+        chains=chains,
+    )
+
+
+def _input_chain(b: _Builder) -> ir.Chain:
+    lo = ir.Match(ir.Meta("iif"), "lo")
+    not_lo = ir.Match(ir.Meta("iif"), "lo", negate=True)
+    rules = [
+        ir.Rule((lo, ir.Verdict("goto", "zone_localhost")), "loopback: built-in zone localhost"),
+        ir.Rule((not_lo, ir.Match(ir.Payload("ip", "saddr"), ir.Prefix("127.0.0.0", 8)),
+                 b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback"),
+        ir.Rule((not_lo, ir.Match(ir.Payload("ip6", "saddr"), "::1"),
+                 b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback"),
+        ir.Rule((ir.Match(ir.Payload("udp", "dport"), 11211), b.counter("drop/memcached-udp"),
+                 ir.Verdict("drop")), "memcached UDP: never outside localhost (memcrashed)"),
+        ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("established", "related"))), ir.Verdict("accept")),
+                "replies to allowed connections"),
+        ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("invalid",))), b.counter("drop/invalid"),
+                 ir.Verdict("drop")), "invalid conntrack state"),
+        *_icmp_rules(b),
+        *_dispatch_rules(b),
+        *b.log_rule((), "no-zone", None),
+        ir.Rule((b.counter("drop/no-zone"), ir.Verdict("drop")), "source in no zone"),
+    ]
+    return ir.Chain("input", tuple(rules), ir.Hook("input", 0, "drop"))
+
+
+def _icmp_rules(b: _Builder) -> list[ir.Rule]:
+    hop255 = ir.Match(ir.Payload("ip6", "hoplimit"), 255)
+    rules = [
+        ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ND)), hop255, ir.Verdict("accept")),
+                "IPv6 neighbour discovery (RFC 4890)"),
+        ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_MLD)),
+                 ir.Match(ir.Payload("ip6", "hoplimit"), 1), ir.Verdict("accept")), "IPv6 multicast listeners"),
+        ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ERRORS)), ir.Verdict("accept")),
+                "ICMPv6 errors IPv6 needs (packet-too-big...)"),
+        ir.Rule((ir.Match(ir.Payload("icmp", "type"), ir.AnonSet(ICMP_ERRORS)), ir.Verdict("accept")),
+                "ICMP errors"),
+    ]
+    echo = b.checked.policy.icmp_echo
+    where = b.where(echo.span) or "icmp echo (default)"
+    for protocol in ("icmp", "icmpv6"):
+        request = ir.Match(ir.Payload(protocol, "type"), "echo-request")
+        if echo.enabled:
+            limit = ir.Limit(echo.rate.count, echo.rate.unit, echo.burst)
+            rules.append(ir.Rule((request, limit, ir.Verdict("accept")), where))
+        rules += b.log_rule((request,), "echo", echo.span)
+        rules.append(ir.Rule((request, b.counter("drop/echo"), ir.Verdict("drop")), where))
+    return rules
+
+
+def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
+    rules = []
+    by_interface = [(name, zone.name) for zone in b.checked.zones for name in interfaces(zone)]
+    if by_interface:
+        b.sets["zones_iface"] = ir.Set(
+            "zones_iface", "ifname", tuple(ir.Element(name, ir.Verdict("goto", f"zone_{zone}"))
+                                          for name, zone in sorted(by_interface)),
+            interval=any(name.endswith("*") for name, _ in by_interface), is_map=True,
+            comment="interface -> zone")
+        rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), "zones_iface"),), "zones by interface"))
+    for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        intervals = [i for i in b.checked.intervals if i.version == version]
+        if not intervals:
+            continue
+        name = f"zones_v{version}"
+        b.sets[name] = ir.Set(name, key_type, tuple(
+            ir.Element(_address_key(i.render()), ir.Verdict("goto", f"zone_{i.zone}")) for i in intervals),
+            interval=True, is_map=True, comment="source -> most specific zone")
+        rules.append(ir.Rule((ir.VerdictMap(ir.Payload(protocol, "saddr"), name),),
+                             f"zones by IPv{version} source"))
+    return rules
+
+
+def _address_key(text: str) -> str | ir.Prefix | ir.Range:
+    if "-" in text:
+        first, last = text.split("-")
+        return ir.Range(first, last)
+    if "/" in text:
+        address, length = text.split("/")
+        return ir.Prefix(address, int(length))
+    return text
+
+
+def _zone_chain(b: _Builder, zone: str) -> ir.Chain:
+    rules: list[ir.Rule] = []
+    for rule in b.checked.rules_for(zone):
+        rules += _broad_rules(b, zone, rule) if rule.broad else _service_rules(b, zone, rule)
+    if zone == LOCALHOST:
+        rules.append(ir.Rule((b.counter("localhost/accept"), ir.Verdict("accept")), "loopback is trusted"))
+    else:
+        rules += b.log_rule((), f"{zone}/default", None)
+        rules.append(ir.Rule((b.counter(f"{zone}/default-drop"), ir.Verdict("drop")), f"zone {zone}: no rule"))
+    return ir.Chain(f"zone_{zone}", tuple(rules), comment=_comment(f"zone {zone}"))
+
+
+def _service_rules(b: _Builder, zone: str, rule: CheckedRule) -> list[ir.Rule]:
+    rules = []
+    where = f"{b.where(rule.rule.span)} {rule.id}"
+    for service in rule.services:
+        for protocol in PROTOCOLS:
+            if not ports.by_protocol(service.ports)[protocol]:
+                continue
+            port_match = ir.Match(ir.Payload(protocol, "dport"), b.port_set(service, protocol))
+            counter = b.counter(f"{zone}/{service.name}/{rule.id}", where)
+            rules += _limit_rules(b, rule, port_match, where)
+            rules += _verdict_rules(b, rule, (port_match,), counter, protocol, where)
+    return rules
+
+
+def _verdict_rules(b: _Builder, rule: CheckedRule, matches, counter, protocol, where) -> list[ir.Rule]:
+    action = rule.rule.action
+    if action == "allow":
+        logged = _accept_log(b, rule, matches) if rule.rule.log else []
+        return logged + [ir.Rule(matches + (counter, ir.Verdict("accept")), where)]
+    log = b.log_rule(matches, rule.id, rule.rule.span, asked=rule.rule.log)
+    if action == "deny":
+        return [*log, ir.Rule(matches + (counter, ir.Verdict("drop")), where)]
+    if protocol == "tcp":
+        return [*log, ir.Rule(matches + (counter, ir.Verdict("reject", reject_with="tcp reset")), where)]
+    return [*log, ir.Rule(matches + (counter, ir.Verdict("reject")), where)]
+
+
+def _accept_log(b: _Builder, rule: CheckedRule, matches) -> list[ir.Rule]:
+    log = b.checked.policy.log_drops
+    rate = log.rate if log else DEFAULT_LOG_RATE
+    burst = log.burst if log else 5
+    prefix = f"{b.checked.policy.table} accept: {rule.id} "
+    return [ir.Rule(matches + (ir.Limit(rate.count, rate.unit, burst), ir.Log(prefix)), b.where(rule.rule.span))]
+
+
+def _limit_rules(b: _Builder, rule: CheckedRule, port_match, where) -> list[ir.Rule]:
+    """Over the rate: go to the rule's over-limit chain. The limiter runs once per packet, never twice."""
+    limit = rule.rule.limit
+    if limit is None:
+        return []
+    over = ir.Limit(limit.rate.count, limit.rate.unit, limit.burst, over=True)
+    chain = b.over_limit_chain(rule, where)
+    if not limit.per_source:
+        name = f"limit_{rule.id}"
+        b.limits.setdefault(name, ir.LimitObject(name, over, where))
+        return [ir.Rule((port_match, ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
+    rules = []
+    for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        name = f"limit_{rule.id}_v{version}"
+        b.sets.setdefault(name, ir.Set(name, key_type, dynamic=True, size=LIMIT_SET_SIZE,
+                                       timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter")))
+        update = ir.SetUpdate(name, ir.Payload(protocol, "saddr"), over)
+        rules.append(ir.Rule((port_match, update, ir.Verdict("goto", chain)), where))
+    return rules
+
+
+def _broad_rules(b: _Builder, zone: str, rule: CheckedRule) -> list[ir.Rule]:
+    where = f"{b.where(rule.rule.span)} {rule.id}"
+    counter = b.counter(f"{zone}/any/{rule.id}", where)
+    action = rule.rule.action
+    if action == "allow":
+        return [ir.Rule((counter, ir.Verdict("jump", "broad_allow")), where)]
+    log = list(b.log_rule((), rule.id, rule.rule.span, asked=rule.rule.log))
+    if action == "deny":
+        return log + [ir.Rule((counter, ir.Verdict("drop")), where)]
+    tcp = ir.Match(ir.Meta("l4proto"), "tcp")
+    return log + [ir.Rule((tcp, counter, ir.Verdict("reject", reject_with="tcp reset")), where),
+                  ir.Rule((counter, ir.Verdict("reject")), where)]
+
+
+def _broad_chain(protected: dict[str, ir.SetRef | None]) -> ir.Chain:
+    """`allow ZONE -> any`: everything but the protected ports, which only a rule naming them opens."""
+    rules = [
+        ir.Rule((ir.Match(ir.Payload(protocol, "dport"), ref), ir.Verdict("return")),
+                "protected ports are not opened by 'any'")
+        for protocol, ref in protected.items() if ref is not None
+    ]
+    rules.append(ir.Rule((ir.Verdict("accept"),), "allow ZONE -> any"))
+    return ir.Chain("broad_allow", tuple(rules))
+
+
+def _output_chain(b: _Builder) -> ir.Chain:
+    rule = ir.Rule((ir.Match(ir.Meta("oif"), "lo", negate=True), ir.Match(ir.Payload("udp", "sport"), 11211),
+                    b.counter("output/memcached-reflection"), ir.Verdict("drop")),
+                   "never answer UDP memcached off the host (reflection)")
+    return ir.Chain("output", (rule,), ir.Hook("output", 0, "accept"))
+
+
+def _port_elements(spans: ports.Spans) -> tuple[ir.Element, ...]:
+    return tuple(ir.Element(first if first == last else ir.Range(first, last)) for first, last in spans)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9 ._:/@+=,()>-]")
+
+
+def _comment(text: str) -> str:
+    """nft comments are quoted strings without escapes: keep a safe alphabet, at most 120 characters."""
+    return _UNSAFE.sub("_", text)[:120]

@@ -1,0 +1,216 @@
+"""The typed policy model: what a .zfw file means, independent of Lark and of nftables.
+
+Every node carries its `span` outside equality, so tests can compare a parsed node with one built by hand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Union
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+PROTOCOLS = ("tcp", "udp")
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a node came from: file name as shown to the user, 1-based line and column, and its length."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int = 0
+    end_column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PortRange:
+    """A protocol and an inclusive port range; a single port has first == last."""
+
+    protocol: str
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        ports = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        return f"{ports}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A named set of ports, built in (the Zimbra catalog) or declared with `service NAME = ...`."""
+
+    name: str
+    ports: tuple[PortRange, ...]
+    description: str = ""
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Name:
+    """A reference to a zone, service or group by name, kept with its position for diagnostics."""
+
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named list of service (or group) names, declared with `group NAME = a, b, ...`."""
+
+    name: str
+    members: tuple[Name, ...]
+    description: str = ""
+    span: Span | None = _span()
+
+
+# Zone sources: where a packet may come from.
+
+
+@dataclass(frozen=True)
+class AddressSource:
+    network: IPNetwork
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class AnySource:
+    """Every source address that no more specific zone claims (0.0.0.0/0 and ::/0)."""
+
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class InterfaceSource:
+    """Everything that arrives on an interface; `eth*` style wildcards allowed."""
+
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Addresses read from a file, one per line (`#` comments allowed)."""
+
+    path: str
+    networks: tuple[IPNetwork, ...]
+    span: Span | None = _span()
+
+
+ZoneSource = Union[AddressSource, AnySource, InterfaceSource, FileSource]
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    sources: tuple[ZoneSource, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A packet rate: `count` per `unit` (second, minute, hour, day)."""
+
+    count: int
+    unit: str
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.unit}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """New connections allowed at `rate` (with `burst`), per source address or in total; over it: drop and count."""
+
+    rate: Rate
+    per_source: bool
+    burst: int
+    span: Span | None = _span()
+
+
+ANY_SERVICE = "any"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`allow|deny|reject ZONES -> SERVICES [limit ...] [log]`; `services` may be the single name `any`."""
+
+    action: str
+    zones: tuple[Name, ...]
+    services: tuple[Name, ...]
+    limit: Limit | None = None
+    log: bool = False
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """`assert ZONES -> SERVICES` (must reach) or `assert ZONES !-> SERVICES` (must never reach)."""
+
+    zones: tuple[Name, ...]
+    services: tuple[Name, ...]
+    reach: bool
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class LogDrops:
+    """`log drops [RATE] [burst N] [prefix "..."]`: log every drop, rate limited, prefix plus a rule id."""
+
+    rate: Rate
+    burst: int
+    prefix: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class IcmpEcho:
+    """`icmp echo RATE [burst N]` or `icmp echo off`: answering ping (IPv4 and IPv6)."""
+
+    enabled: bool
+    rate: Rate | None
+    burst: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class TableName:
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Include:
+    path: str
+    span: Span | None = _span()
+
+
+Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, IcmpEcho, Include]
+
+
+DEFAULT_TABLE = "zfw"
+DEFAULT_ECHO = IcmpEcho(enabled=True, rate=Rate(10, "second"), burst=20)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole policy after includes are expanded: statements in source order, grouped by kind."""
+
+    table: str
+    zones: tuple[Zone, ...]
+    services: tuple[Service, ...]
+    groups: tuple[Group, ...]
+    rules: tuple[Rule, ...]
+    assertions: tuple[Assertion, ...]
+    log_drops: LogDrops | None
+    icmp_echo: IcmpEcho
+    source: str

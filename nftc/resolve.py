@@ -1,0 +1,248 @@
+"""Names -> meaning: checks a loaded policy and resolves every zone and service it names.
+
+Collects every error it can find before stopping, so one run shows the author all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import catalog
+from . import model as m
+from . import ports
+from .diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
+from .zones import Interval, flatten_zones, interfaces, zone_networks
+
+LOCALHOST = "localhost"
+PROTECTED_GROUPS = ("zimbra.internal", "zimbra.admin")
+MEMCACHED_UDP = m.PortRange("udp", 11211, 11211)
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """A service or group a rule names, expanded to its merged ports."""
+
+    name: str
+    ports: tuple[m.PortRange, ...]
+
+
+@dataclass(frozen=True)
+class CheckedRule:
+    id: str  # r1, r2 ...: short enough for a log prefix, unique in the policy
+    rule: m.Rule
+    zones: tuple[str, ...]
+    services: tuple[ServiceRef, ...]  # empty for a broad rule (`-> any`)
+
+    @property
+    def broad(self) -> bool:
+        return not self.services
+
+
+@dataclass(frozen=True)
+class CheckedAssertion:
+    assertion: m.Assertion
+    zones: tuple[str, ...]
+    services: tuple[ServiceRef, ...]
+
+
+@dataclass(frozen=True)
+class CheckedPolicy:
+    policy: m.Policy
+    zones: tuple[m.Zone, ...]  # the user's zones; localhost is built in and not listed
+    intervals: tuple[Interval, ...]  # source address -> zone, disjoint
+    rules: tuple[CheckedRule, ...]
+    assertions: tuple[CheckedAssertion, ...]
+    protected: tuple[m.PortRange, ...]  # reached only from localhost or by a rule that names them
+    warnings: tuple[Diagnostic, ...]
+
+    def zone_names(self) -> tuple[str, ...]:
+        return (LOCALHOST,) + tuple(z.name for z in self.zones)
+
+    def rules_for(self, zone: str) -> tuple[CheckedRule, ...]:
+        return tuple(r for r in self.rules if zone in r.zones)
+
+
+def check_policy(policy: m.Policy) -> CheckedPolicy:
+    errors: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
+    definitions = _definitions(policy, errors)
+    expand = _Expander(definitions, errors)
+    _check_zones(policy, errors)
+    intervals, overlap_errors = flatten_zones(policy.zones)
+    errors.extend(overlap_errors)
+    errors.extend(_zones_that_never_match(policy.zones, intervals))
+    protected = ports.to_ranges(ports.by_protocol(r for g in PROTECTED_GROUPS for r in expand.ports_of(g)))
+    zone_names = {LOCALHOST} | {z.name for z in policy.zones}
+    wide_zones = {z.name for z in policy.zones if any(isinstance(s, m.AnySource) for s in z.sources)}
+    rules = tuple(
+        _check_rule(f"r{i}", rule, zone_names, expand, protected, wide_zones, errors, warnings)
+        for i, rule in enumerate(policy.rules, start=1)
+    )
+    assertions = tuple(_check_assertion(a, zone_names, expand, errors) for a in policy.assertions)
+    _check_table_name(policy, errors)
+    if errors:
+        raise PolicyError(errors)
+    return CheckedPolicy(policy, policy.zones, intervals, rules, assertions, protected, tuple(warnings))
+
+
+def _definitions(policy: m.Policy, errors: list[Diagnostic]) -> dict[str, m.Service | m.Group]:
+    definitions: dict[str, m.Service | m.Group] = {s.name: s for s in catalog.services()}
+    definitions.update((g.name, g) for g in catalog.GROUPS)
+    for item in policy.services + policy.groups:
+        previous = definitions.get(item.name)
+        if item.name == m.ANY_SERVICE:
+            errors.append(error("'any' is reserved: it means every port", item.span))
+        elif previous is not None:
+            where = f"defined at {previous.span}" if previous.span else "a built-in service of the Zimbra catalog"
+            errors.append(error(f"duplicate name '{item.name}': {where}", item.span,
+                                hint=f"choose another name, such as '{item.name}_local'"))
+        else:
+            definitions[item.name] = item
+    return definitions
+
+
+class _Expander:
+    """Expands service and group names to ports; reports unknown names and group cycles once each."""
+
+    def __init__(self, definitions: dict[str, m.Service | m.Group], errors: list[Diagnostic]):
+        self.definitions = definitions
+        self.errors = errors
+        self.done: dict[str, tuple[m.PortRange, ...]] = {}
+
+    def ports_of(self, name: str, span: m.Span | None = None, visiting: tuple[str, ...] = ()) -> tuple:
+        if name in self.done:
+            return self.done[name]
+        item = self.definitions.get(name)
+        if item is None:
+            self.errors.append(error(f"unknown service '{name}'", span, did_you_mean(name, self.definitions)))
+            return ()
+        if name in visiting:
+            self.errors.append(error(f"group '{name}' contains itself", item.span,
+                                     hint=" -> ".join(visiting + (name,))))
+            return ()
+        if isinstance(item, m.Service):
+            result = ports.to_ranges(ports.by_protocol(item.ports))
+        else:
+            members = [r for ref in item.members for r in self.ports_of(ref.name, ref.span, visiting + (name,))]
+            result = ports.to_ranges(ports.by_protocol(members))
+        self.done[name] = result
+        return result
+
+
+def _check_zones(policy: m.Policy, errors: list[Diagnostic]) -> None:
+    seen: dict[str, m.Zone] = {}
+    for zone in policy.zones:
+        if zone.name == LOCALHOST:
+            errors.append(error("'localhost' is a built-in zone (the loopback interface)", zone.span))
+        elif zone.name in seen:
+            errors.append(error(f"duplicate zone '{zone.name}'", zone.span,
+                                hint=f"first defined at {seen[zone.name].span}"))
+        seen.setdefault(zone.name, zone)
+        if not zone_networks(zone) and not interfaces(zone):
+            errors.append(error(f"zone '{zone.name}' is empty", zone.span,
+                                hint="its address file holds no address"))
+        claimed: dict[str, m.Span | None] = {}
+        for iface in interfaces(zone):
+            if iface in claimed:
+                errors.append(error(f"interface {iface} is listed twice in zone '{zone.name}'", zone.span))
+            claimed[iface] = zone.span
+    _check_interfaces_unique(policy, errors)
+
+
+def _check_interfaces_unique(policy: m.Policy, errors: list[Diagnostic]) -> None:
+    owner: dict[str, str] = {}
+    for zone in policy.zones:
+        for source in zone.sources:
+            if isinstance(source, m.InterfaceSource):
+                if source.name in ("lo", "lo*"):
+                    errors.append(error("the loopback interface is the built-in zone 'localhost'", source.span))
+                elif owner.get(source.name, zone.name) != zone.name:
+                    errors.append(error(f"interface {source.name} is in zone '{owner[source.name]}' "
+                                        f"and in zone '{zone.name}'", source.span))
+                owner.setdefault(source.name, zone.name)
+
+
+def _zones_that_never_match(zones: tuple[m.Zone, ...], intervals: tuple[Interval, ...]) -> list[Diagnostic]:
+    owners = {i.zone for i in intervals}
+    return [
+        error(f"zone '{z.name}' can never match: more specific zones claim all its addresses", z.span)
+        for z in zones
+        if zone_networks(z) and not interfaces(z) and z.name not in owners
+    ]
+
+
+def _check_rule(rule_id, rule: m.Rule, zone_names, expand: _Expander, protected, wide_zones, errors, warnings):
+    zones = _zone_refs(rule.zones, zone_names, errors)
+    names = [s.name for s in rule.services]
+    if m.ANY_SERVICE in names:
+        if len(names) > 1:
+            errors.append(error("'any' cannot be listed with other services", rule.services[0].span))
+        if rule.limit:
+            errors.append(error("'limit' needs named services, not 'any'", rule.limit.span))
+        if rule.action == "allow" and LOCALHOST not in zones:
+            warnings.append(warning(
+                "'any' does not open the protected local-only ports (zimbra.internal, zimbra.admin)",
+                rule.services[0].span,
+                hint="name a service explicitly to open it, for example: allow lan -> zimbra.ldap",
+            ))
+        return CheckedRule(rule_id, rule, zones, ())
+    if rule.limit and rule.action != "allow":
+        errors.append(error(f"'limit' applies to allow rules, not to {rule.action}", rule.limit.span))
+    services = tuple(ServiceRef(ref.name, expand.ports_of(ref.name, ref.span)) for ref in rule.services)
+    _check_duplicates(rule.services, "service", errors)
+    if rule.action == "allow":
+        _check_opened(rule, zones, services, protected, wide_zones, errors, warnings)
+    return CheckedRule(rule_id, rule, zones, services)
+
+
+def _check_opened(rule, zones, services, protected, wide_zones, errors, warnings) -> None:
+    """UDP 11211 can never be opened; protected ports opened to a zone of every address earn a warning."""
+    others = [z for z in zones if z != LOCALHOST]
+    for service, ref in zip(services, rule.services):
+        spans = ports.by_protocol(service.ports)
+        if others and ports.intersect(spans["udp"], ((11211, 11211),)):
+            errors.append(error(f"'{ref.name}' includes udp 11211: UDP memcached is always dropped "
+                                "from every zone but localhost (memcrashed amplification)", ref.span,
+                                hint="memcached in Zimbra is TCP only"))
+        opened = ports.to_ranges({p: ports.intersect(spans[p], ports.by_protocol(protected)[p])
+                                  for p in spans})
+        for zone in sorted(set(others) & wide_zones):
+            if opened:
+                warnings.append(warning(
+                    f"opens protected port{'s' if len(opened) > 1 else ''} "
+                    f"{' '.join(map(str, opened[:6]))}{' ...' if len(opened) > 6 else ''} "
+                    f"to zone '{zone}', which holds every address", ref.span,
+                    hint="open admin and internal ports to admin networks or cluster peers only"))
+
+
+def _zone_refs(refs: tuple[m.Name, ...], zone_names: set[str], errors) -> tuple[str, ...]:
+    for ref in refs:
+        if ref.name not in zone_names:
+            errors.append(error(f"unknown zone '{ref.name}'", ref.span, did_you_mean(ref.name, zone_names)))
+    _check_duplicates(refs, "zone", errors)
+    return tuple(ref.name for ref in refs)
+
+
+def _check_duplicates(refs: tuple[m.Name, ...], what: str, errors) -> None:
+    seen = set()
+    for ref in refs:
+        if ref.name in seen:
+            errors.append(error(f"{what} '{ref.name}' is listed twice", ref.span))
+        seen.add(ref.name)
+
+
+def _check_assertion(assertion: m.Assertion, zone_names, expand: _Expander, errors) -> CheckedAssertion:
+    zones = _zone_refs(assertion.zones, zone_names, errors)
+    services = []
+    for ref in assertion.services:
+        if ref.name == m.ANY_SERVICE:
+            errors.append(error("assertions name services, not 'any'", ref.span))
+            continue
+        services.append(ServiceRef(ref.name, expand.ports_of(ref.name, ref.span)))
+    return CheckedAssertion(assertion, zones, tuple(services))
+
+
+def _check_table_name(policy: m.Policy, errors) -> None:
+    if policy.table in ("filter", "nat", "mangle", "raw", "security"):
+        errors.append(error(f"table name '{policy.table}' is too common: it may be another tool's table",
+                            hint="nftc replaces its table whole; pick a name only nftc uses, such as zfw"))
