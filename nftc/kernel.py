@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 INSTALL_HINT = (
@@ -44,7 +45,14 @@ def run_script(script: str, dry_run: bool = False, json_output: bool = False) ->
     nft = _bindings().Nftables()
     nft.set_dry_run(dry_run)
     nft.set_json_output(json_output)
-    rc, output, error = nft.cmd(script)
+    if not hasattr(nft, "cmd_from_file"):  # old bindings: errors then lack line numbers
+        rc, output, error = nft.cmd(script)
+        return NftResult(rc == 0, output, error)
+    # From a file, libnftables reports `file:line:col` for errors; from a buffer it does not.
+    with tempfile.NamedTemporaryFile("w", prefix="nftc-", suffix=".nft") as handle:
+        handle.write(script)
+        handle.flush()
+        rc, output, error = nft.cmd_from_file(handle.name)
     return NftResult(rc == 0, output, error)
 
 

@@ -45,7 +45,8 @@ def _set(owner: dict, s: ir.Set) -> dict[str, Any]:
     body: dict[str, Any] = dict(owner, name=s.name, type=s.key_type)
     if s.is_map:
         body["map"] = "verdict"
-    flags = [f for f, on in (("dynamic", s.dynamic), ("interval", s.interval), ("timeout", bool(s.timeout))) if on]
+    # No "dynamic" flag: libnftables 1.0.6 JSON rejects it, and nft marks a set that rules update by itself.
+    flags = [f for f, on in (("interval", s.interval), ("timeout", bool(s.timeout))) if on]
     if flags:
         body["flags"] = flags
     if s.size:

@@ -36,3 +36,13 @@ def pytest_runtest_setup(item):
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"kernel test cannot run under CI=true: {reason}", pytrace=False)
     pytest.skip(f"kernel test: {reason}")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/* from the current compiler output (review the diff!)")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")

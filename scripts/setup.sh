@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up nftc on Debian 12 / Ubuntu 22.04+ as root, then run the demo or the tests. Safe to run twice.
+#   scripts/setup.sh demo        install what is missing, compile + check + lab the single-server policy
+#   scripts/setup.sh test [ARGS] install what is missing, run the whole test suite (ARGS go to pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-}
+case "$mode" in
+  demo|test) shift ;;
+  *) echo "usage: scripts/setup.sh demo|test [pytest args]" >&2; exit 2 ;;
+esac
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (sudo scripts/setup.sh $mode): it installs packages and the tests use network namespaces" >&2
+  exit 1
+fi
+
+# The distro interpreter: python3-nftables is built for it, not for a pyenv/conda python3 first on PATH.
+packages=(python3 python3-venv python3-nftables nftables iproute2 util-linux)
+[ "$mode" = test ] && packages+=(nmap memcached socat ufw)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv=.venv
+if ! "$venv/bin/python" -c 'import nftables, lark, nftc' 2>/dev/null; then
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+fi
+"$venv/bin/python" -m pip install -q -e '.[test]'
+
+if [ "$mode" = demo ]; then
+  set -x
+  "$venv/bin/nftc" compile rulesets/zimbra-single.zfw
+  "$venv/bin/nftc" check rulesets/zimbra-single.zfw
+  if "$venv/bin/nftc" lab --help >/dev/null 2>&1; then
+    "$venv/bin/nftc" lab rulesets/zimbra-single.zfw
+  fi
+else
+  exec "$venv/bin/python" -m pytest -q "$@"
+fi
