@@ -1,0 +1,63 @@
+"""The ruleset's shape: the path of a packet does not grow with ports or addresses; output is stable."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from nftc.render_nft import render_nft
+
+from helpers import compile_text
+
+
+def addresses(count: int) -> str:
+    base = int(ipaddress.ip_address("10.0.0.0"))
+    return "\n".join(str(ipaddress.ip_address(base + 512 * i)) + "/24" for i in range(count)) + "\n"
+
+
+def rule_counts(compilation) -> dict[str, int]:
+    return {chain.name: len(chain.rules) for chain in compilation.table.chains}
+
+
+def policy_with(zone_size: int, port_count: int) -> str:
+    ports = ", ".join(str(20000 + p) for p in range(port_count))
+    return (f'zone big = file "big.txt"\nzone internet = any\nservice many = tcp {ports}\n'
+            "allow big -> many, ssh\nallow internet -> zimbra.public\n")
+
+
+def test_rules_on_the_path_do_not_grow_with_addresses_or_ports():
+    small = compile_text(policy_with(10, 10), {"big.txt": addresses(10)})
+    large = compile_text(policy_with(5000, 1000), {"big.txt": addresses(5000)})
+    assert rule_counts(small) == rule_counts(large)
+    zones_v4 = {s.name: len(s.elements) for s in large.table.sets}["zones_v4"]
+    assert zones_v4 >= 2 * 5000 - 1  # the addresses live in one map, not in rules
+
+
+def test_same_policy_compiles_to_byte_identical_text():
+    text = "zone lan = 192.168.1.0/24, fd00::/64\nzone internet = any\nallow lan -> any\n" \
+           "allow internet -> zimbra.public limit 50/second burst 100\n"
+    assert render_nft(compile_text(text).table) == render_nft(compile_text(text).table)
+
+
+def test_only_nftc_table_is_replaced():
+    script = render_nft(compile_text("zone internet = any\nallow internet -> smtp\n").table)
+    lines = script.splitlines()
+    assert lines[:3] == ["table inet zfw {}", "delete table inet zfw", "table inet zfw {"]
+    assert "flush ruleset" not in script
+    assert sum(line.startswith("table ") for line in lines) == 2
+
+
+def test_no_forward_chain_is_emitted():
+    script = render_nft(compile_text("zone internet = any\nallow internet -> smtp\n").table)
+    assert "hook forward" not in script
+
+
+def test_every_policy_rule_carries_its_source_line():
+    compilation = compile_text("zone internet = any\n\nallow internet -> smtp\n")
+    zone_rules = next(c for c in compilation.table.chains if c.name == "zone_internet").rules
+    assert zone_rules[0].comment == "policy.zfw:3 r1"
+
+
+def test_memcached_udp_is_dropped_on_input_and_output():
+    script = render_nft(compile_text("zone internet = any\nallow internet -> smtp\n").table)
+    assert 'udp dport 11211 counter name "drop/memcached-udp" drop' in script
+    assert 'oif != "lo" udp sport 11211 counter name "output/memcached-reflection" drop' in script
