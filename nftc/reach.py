@@ -59,7 +59,7 @@ def zone_segments(checked: CheckedPolicy, zone: str) -> tuple[Segment, ...]:
             open_ports = ports.subtract(open_ports, memcached)
         for rule in checked.rules_for(zone):
             matched = ports.intersect(open_ports, rule_ports(checked, rule)[protocol])
-            verdict = "accept" if rule.rule.action == "allow" else rule.rule.action
+            verdict = {"allow": "accept", "deny": "drop"}.get(rule.rule.action, rule.rule.action)
             segments += _cut(protocol, matched, Decision(verdict, rule.id, rule))
             open_ports = ports.subtract(open_ports, matched)
         fallback = Decision("accept", "loopback") if zone == LOCALHOST else Decision("drop", "default-drop")
