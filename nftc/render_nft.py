@@ -18,7 +18,7 @@ def render_nft(table: ir.Table) -> str:
         lines += [f"\t\tcomment {_quote(counter.comment)}"] if counter.comment else []
         lines += ["\t}", ""]
     for limit in table.limits:
-        lines += [f"\tlimit {limit.name} {{", f"\t\t{_limit(limit.limit)}", "\t}", ""]
+        lines += [f"\tlimit {limit.name} {{", f"\t\t{_rate(limit.limit)}", "\t}", ""]
     for named_set in table.sets:
         lines += _set_lines(named_set) + [""]
     for chain in table.chains:
@@ -127,8 +127,13 @@ def _value(v: ir.Value, quote: bool = False) -> str:
 
 
 def _limit(limit: ir.Limit) -> str:
+    return f"limit {_rate(limit)}"
+
+
+def _rate(limit: ir.Limit) -> str:
+    """`rate [over] N/unit burst B packets`: the body of a named limit, and of a limit statement."""
     over = "over " if limit.over else ""
-    return f"limit rate {over}{limit.rate}/{limit.per} burst {limit.burst} packets"
+    return f"rate {over}{limit.rate}/{limit.per} burst {limit.burst} packets"
 
 
 def _verdict(v: ir.Verdict) -> str:

@@ -27,8 +27,8 @@ def compiled(policy: pathlib.Path, fmt: str, capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("policy", RULESETS, ids=lambda p: p.stem)
-def test_check_accepts_every_shipped_ruleset(policy, capsys):
+@pytest.mark.parametrize("policy", RULESETS + [ROOT / "tests" / "policies" / "everything.zfw"], ids=lambda p: p.stem)
+def test_check_accepts_every_shipped_ruleset_and_every_construct(policy, capsys):
     assert main(["check", str(policy)]) == 0
     assert "ok: the kernel accepts table inet" in capsys.readouterr().out
 
@@ -63,7 +63,7 @@ def _listing_without_unsupported_comments(listing: str) -> list:
     return [o for o in objects if "metainfo" not in o]
 
 
-@pytest.mark.parametrize("policy", RULESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("policy", RULESETS + [ROOT / "tests" / "policies" / "everything.zfw"], ids=lambda p: p.stem)
 def test_text_and_json_load_to_the_same_kernel_ruleset(policy, capsys, tmp_path):
     text, document = tmp_path / "ruleset.nft", tmp_path / "ruleset.json"
     text.write_text(compiled(policy, "nft", capsys))
