@@ -34,12 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog_cmd = commands.add_parser("catalog", help="the built-in Zimbra ports, or one entry by port or name")
     catalog_cmd.add_argument("entry", nargs="?", metavar="PORT|NAME")
+
+    from .cli_apply import add_commands
+    add_commands(commands)
+    from .cli_lab import add_command as add_lab_command
+    add_lab_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"compile": _compile, "check": _check, "catalog": _catalog}[args.command]
+    from .cli_apply import handlers
+    handler = {"compile": _compile, "check": _check, "catalog": _catalog, **handlers(), "lab": _lab}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -47,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"nftc: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _lab(args) -> int:
+    from .cli_lab import lab
+    return lab(args)
 
 
 def _compiled(path: str):

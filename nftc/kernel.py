@@ -6,6 +6,7 @@ namespace (and user namespace when not root), so a check can never touch the mac
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -54,6 +55,51 @@ def run_script(script: str, dry_run: bool = False, json_output: bool = False) ->
         handle.flush()
         rc, output, error = nft.cmd_from_file(handle.name)
     return NftResult(rc == 0, output, error)
+
+
+PRIVILEGE_HINT = "permission denied by the kernel: loading or listing nftables needs root (CAP_NET_ADMIN)"
+
+
+def refused_for_privileges(error: str) -> bool:
+    return "Operation not permitted" in error
+
+
+def list_table(family: str, name: str) -> str | None:
+    """The live table as `nft list table` prints it, or None when there is no such table."""
+    result = run_script(f"list table {family} {name}")
+    if result.ok:
+        return result.output
+    if "No such file or directory" in result.error:
+        return None
+    raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
+                      "cannot list table: " + " ".join(result.error.split())[:200])
+
+
+def list_counters(family: str, name: str) -> list[dict]:
+    """The table's named counters (`nft -j list counters table ...`), in the kernel's order."""
+    result = run_script(f"list counters table {family} {name}", json_output=True)
+    if not result.ok:
+        raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
+                          "cannot list counters: " + " ".join(result.error.split())[:200])
+    return [item["counter"] for item in json.loads(result.output)["nftables"] if "counter" in item]
+
+
+def listing_in_private_namespace(script: str, family: str, name: str) -> str:
+    """Load `script` in a throwaway network namespace and list the table the way the kernel prints it."""
+    process = _in_private_namespace(["list", family, name], script)
+    if process.returncode != 0:
+        raise KernelError(annotate_errors(process.stdout, script) or process.stderr.strip()[-300:])
+    return process.stdout
+
+
+def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedProcess:
+    _bindings()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise KernelError("'unshare' (util-linux) is needed to load a ruleset in a private namespace")
+    flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
+    return subprocess.run([unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", *mode],
+                          input=script, capture_output=True, text=True, timeout=120)
 
 
 def check_script(script: str) -> NftResult:
@@ -109,5 +155,18 @@ def _check_main() -> int:
     return 0 if result.ok else 1
 
 
+def _list_main(family: str, name: str) -> int:
+    """Runs inside the private namespace: load the script from stdin, print the table's listing."""
+    script = sys.stdin.read()
+    loaded = run_script(script)
+    if not loaded.ok:
+        sys.stdout.write(loaded.error)
+        return 1
+    sys.stdout.write(run_script(f"list table {family} {name}").output)
+    return 0
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["check"]:
     sys.exit(_check_main())
+if __name__ == "__main__" and sys.argv[1:2] == ["list"] and len(sys.argv) == 4:
+    sys.exit(_list_main(sys.argv[2], sys.argv[3]))

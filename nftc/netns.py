@@ -17,6 +17,11 @@ def run(*args: str, check: bool = True, input: str | None = None, timeout: float
     return subprocess.run(args, check=check, capture_output=True, text=True, input=input, timeout=timeout)
 
 
+def unique_prefix(stem: str) -> str:
+    """`STEM<pid>x<n>`: recognisable in `ip netns list`, and unique among the labs of this process."""
+    return f"{stem}{os.getpid()}x{next(_counter)}"
+
+
 @dataclass
 class Lab:
     """A set of namespaces; use as a context manager so they are deleted also on failure."""

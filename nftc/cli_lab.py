@@ -1,0 +1,61 @@
+"""Command line of `nftc lab`: build the namespace lab, probe, print the matrix; exit 1 on any mismatch."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_POLICY = 0, 1, 2
+
+
+def add_command(commands) -> None:
+    lab_cmd = commands.add_parser(
+        "lab", help="prove a policy on the kernel: namespaces, real listeners, real connections (needs root)")
+    lab_cmd.add_argument("policy", metavar="FILE", nargs="?")
+    lab_cmd.add_argument("--scanner", choices=("builtin", "nmap"), default="builtin",
+                         help="probe with the built-in prober (default) or with nmap")
+    lab_cmd.add_argument("--keep", action="store_true", help="leave the lab up and print how to enter it")
+    lab_cmd.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    lab_cmd.add_argument("--down", metavar="PREFIX", help="tear down a lab kept with --keep")
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # unwinds through the lab's finally blocks, which tear it down
+
+
+def lab(args) -> int:
+    from . import lab as lab_module
+    from .cli import _compiled
+
+    if args.down:
+        try:
+            names = lab_module.tear_down(args.down)
+        except lab_module.LabError as exc:
+            print(f"nftc: lab: {exc}", file=sys.stderr)
+            return EXIT_POLICY
+        print(f"deleted {len(names)} namespaces: {' '.join(names)}" if names else "no such lab")
+        return EXIT_OK
+    if args.policy is None:
+        print("nftc: lab: a policy FILE is needed (or --down PREFIX)", file=sys.stderr)
+        return EXIT_POLICY
+    compilation = _compiled(args.policy)
+    if compilation is None:
+        return EXIT_POLICY
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(lab_module, compilation.checked, args)
+    except lab_module.LabError as exc:
+        print(f"nftc: lab: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(lab_module, checked, args) -> int:
+    policy = args.policy
+    with lab_module.session(checked, lambda live: lab_module.load_policy(live, policy), keep=args.keep) as live:
+        report = lab_module.probe_lab(live, checked, args.scanner)
+        print(lab_module.report_json(report) if args.json else lab_module.report_text(report))
+        if args.keep:
+            print(lab_module.enter_commands(live), file=sys.stderr if args.json else sys.stdout)
+    return EXIT_OK if report.ok else EXIT_FAILURE

@@ -1,0 +1,418 @@
+"""`nftc lab`: build a throwaway topology of network namespaces from a policy, load the policy into the server
+namespace the way `nftc apply` does, probe every (zone, service, protocol, family) with real connections, and
+compare with what the policy says.
+
+Topology: one server namespace; one client namespace per zone (localhost is probed from inside the server), each
+wired to the server by its own veth pair with /32 and /128 host routes, nothing else: no default route, no
+bridge, no link to the machine's own namespace. Everything is deleted on the way out, also on Ctrl-C and SIGTERM,
+unless the user asks to keep it (`--keep`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from . import labplan, netns
+from .labplan import LOOPBACK, Probe, Topology
+from .resolve import LOCALHOST, CheckedPolicy
+
+PREFIX_STEM = "nftclab"
+MEMCACHED_PORT = 11211
+
+
+class LabError(Exception):
+    """The lab could not be built or loaded; one line for the user."""
+
+
+@dataclass
+class LiveLab:
+    """A built lab: the namespaces, the topology and the processes started in it (killed by PID on close)."""
+
+    lab: netns.Lab
+    topology: Topology
+    server: str
+    clients: dict  # zone -> namespace
+    state_dir: str
+    pids: list[int] = field(default_factory=list)
+    memcached: bool = False
+
+    def namespace_of(self, zone: str) -> str:
+        return self.server if zone == LOCALHOST else self.clients[zone]
+
+    def exec(self, namespace: str, *args: str, check: bool = True, input: str | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.lab.exec(namespace, *args, check=check, input=input, timeout=timeout)
+
+
+# Building
+
+
+def _prepare_namespace(lab: netns.Lab, role: str) -> str:
+    name = lab.namespace(role)
+    lab.exec(name, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+             check=False)
+    return name
+
+
+def _host(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def _wire_client(live: LiveLab, client: labplan.Client, namespace: str) -> None:
+    server_addresses = tuple(_host(live.topology.server_addresses[f]) for f in client.addresses)
+    client_addresses = tuple(_host(a) for a in client.addresses.values())
+    live.lab.wire(live.server, namespace, server_addresses, client_addresses, left_if=client.interface)
+    for family, address in client.addresses.items():
+        flag = "-6" if family == 6 else "-4"
+        server_address = live.topology.server_addresses[family]
+        live.exec(live.server, "ip", flag, "route", "add", _host(address), "dev", client.interface,
+                  "src", server_address)
+        live.exec(namespace, "ip", flag, "route", "add", _host(server_address), "dev", "eth0", "src", address)
+
+
+def build(lab: netns.Lab, topology: Topology, state_dir: str) -> LiveLab:
+    server = _prepare_namespace(lab, "-server")
+    live = LiveLab(lab, topology, server, {}, state_dir)
+    for client in topology.clients:
+        namespace = _prepare_namespace(lab, f"-{client.zone}")
+        live.clients[client.zone] = namespace
+        _wire_client(live, client, namespace)
+    return live
+
+
+# Processes
+
+
+def _start(live: LiveLab, namespace: str, args: list[str], log_name: str) -> subprocess.Popen:
+    log = open(os.path.join(live.state_dir, log_name), "ab")
+    try:
+        process = subprocess.Popen(["ip", "netns", "exec", namespace, *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+    live.pids.append(process.pid)
+    return process
+
+
+def start_listeners(live: LiveLab, ports: dict[str, tuple[int, ...]]) -> None:
+    """The echo listener on every port; a real memcached (TCP and UDP) on 11211 where installed."""
+    memcached = shutil.which("memcached")
+    if memcached and (MEMCACHED_PORT in ports["tcp"] or MEMCACHED_PORT in ports["udp"]):
+        addresses = [LOOPBACK[4], LOOPBACK[6], *live.topology.server_addresses.values()]
+        listen = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+        _start(live, live.server, [memcached, "-u", "nobody", "-U", str(MEMCACHED_PORT), "-p",
+                                   str(MEMCACHED_PORT), "-l", listen, "-m", "16"], "memcached.log")
+        live.memcached = True
+        ports = {p: tuple(x for x in ports[p] if x != MEMCACHED_PORT) for p in ports}
+    listener = _start(live, live.server, [sys.executable, "-m", "nftc.probe", "listen",
+                                          "--tcp", ",".join(map(str, ports["tcp"])),
+                                          "--udp", ",".join(map(str, ports["udp"]))], "listener.log")
+    ready, _, _ = select.select([listener.stdout], [], [], 20)
+    if not ready or listener.stdout.readline().strip() != b"ready":
+        raise LabError(f"the lab's listener did not start: see {live.state_dir}/listener.log")
+    if live.memcached:
+        _wait_for_memcached(live)
+
+
+def _wait_for_memcached(live: LiveLab) -> None:
+    target = [{"address": LOOPBACK[4], "protocol": "tcp", "port": MEMCACHED_PORT}]
+    for _ in range(20):
+        if run_scan(live, live.server, target, timeout=0.5)[0]["state"] == labplan.OPEN:
+            return
+    raise LabError(f"memcached did not start: see {live.state_dir}/memcached.log")
+
+
+def stop_processes(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL, only the processes the lab started, by PID."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid in pids if _signal(pid, sig)]
+        for pid in alive:
+            _reap(pid, timeout=2.0)
+        if not alive:
+            break
+    pids.clear()
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _reap(pid: int, timeout: float) -> None:
+    """Wait for `pid` to end: reap it when it is our child, else poll until it is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            if not _signal(pid, 0):
+                return
+        time.sleep(0.05)
+
+
+# Loading the ruleset
+
+
+def apply_available() -> bool:
+    """True once `nftc apply` exists; until then the lab loads through nftc.kernel.run_script directly."""
+    result = subprocess.run([sys.executable, "-m", "nftc", "apply", "--help"], capture_output=True, timeout=60)
+    return result.returncode == 0
+
+
+_RUN_SCRIPT = ("import sys\nfrom nftc.kernel import run_script\nresult = run_script(sys.stdin.read())\n"
+               "sys.stderr.write(result.error)\nsys.exit(0 if result.ok else 1)\n")
+
+
+def load_policy(live: LiveLab, policy_path: str) -> None:
+    """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's)."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
+    if apply_available():
+        command = ["ip", "netns", "exec", live.server, sys.executable, "-m", "nftc", "apply", "--state-dir",
+                   os.path.join(live.state_dir, "apply"), policy_path]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+    else:
+        result = _load_with_kernel_module(live, policy_path, environment)
+    if result.returncode != 0:
+        raise LabError(f"loading {policy_path} into the lab failed: {(result.stderr or result.stdout).strip()}")
+
+
+def _load_with_kernel_module(live: LiveLab, policy_path: str, environment: dict) -> subprocess.CompletedProcess:
+    from .compiler import compile_policy
+    from .render_nft import render_nft
+
+    script = render_nft(compile_policy(policy_path, {}).table)
+    return subprocess.run(["ip", "netns", "exec", live.server, sys.executable, "-c", _RUN_SCRIPT], input=script,
+                          capture_output=True, text=True, timeout=120, env=environment)
+
+
+Loader = Callable[[LiveLab], None]
+
+
+@contextmanager
+def session(checked: CheckedPolicy, load: Loader, keep: bool = False) -> Iterator[LiveLab]:
+    """A built, listening, loaded lab; torn down on the way out unless `keep` (and never on a failure to build)."""
+    topology = labplan.plan_topology(checked)
+    probes = labplan.plan_probes(checked, topology)
+    lab = netns.Lab(prefix=netns.unique_prefix(PREFIX_STEM))
+    state_dir = tempfile.mkdtemp(prefix=f"{lab.prefix}-")
+    live = LiveLab(lab, topology, "", {}, state_dir)
+    kept = False
+    try:
+        live = build(lab, topology, state_dir)
+        start_listeners(live, labplan.listener_ports(probes))
+        live.lab.flush_neighbours()
+        load(live)
+        yield live
+        kept = keep
+    finally:
+        if not kept:
+            stop_processes(live.pids)
+            lab.close()
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# Probing
+
+
+def run_scan(live: LiveLab, namespace: str, targets: list[dict], timeout: float = 1.5) -> list[dict]:
+    result = live.exec(namespace, sys.executable, "-m", "nftc.probe", "scan", "--timeout", str(timeout),
+                       input=json.dumps(targets), timeout=120)
+    return json.loads(result.stdout)
+
+
+def _targets(live: LiveLab, probes: list[Probe]) -> list[dict]:
+    return [{"address": live.topology.target(p.zone, p.family), "protocol": p.protocol, "port": p.port}
+            for p in probes]
+
+
+def scan_builtin(live: LiveLab, probes: tuple[Probe, ...]) -> dict[Probe, str]:
+    """One prober process per zone, all zones at once; each probe waits at most its timeout."""
+    by_zone: dict[str, list[Probe]] = {}
+    for probe in probes:
+        by_zone.setdefault(probe.zone, []).append(probe)
+    running = {}
+    for zone, zone_probes in by_zone.items():
+        command = ["ip", "netns", "exec", live.namespace_of(zone), sys.executable, "-m", "nftc.probe", "scan"]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        running[zone] = (process, zone_probes)
+    observed: dict[Probe, str] = {}
+    for zone, (process, zone_probes) in running.items():
+        out, err = process.communicate(json.dumps(_targets(live, zone_probes)), timeout=300)
+        if process.returncode != 0:
+            raise LabError(f"the prober failed in zone {zone}: {err.strip()[-300:]}")
+        observed.update((p, r["state"]) for p, r in zip(zone_probes, json.loads(out)))
+    return observed
+
+
+NMAP_STATES = {"open": labplan.OPEN, "closed": labplan.REFUSED, "filtered": labplan.DROPPED,
+               "open|filtered": labplan.DROPPED, "closed|filtered": labplan.DROPPED}
+
+
+def nmap_command(address: str, family: int, tcp: list[int], udp: list[int]) -> list[str]:
+    ports = ",".join([f"T:{p}" for p in tcp] + [f"U:{p}" for p in udp])
+    scans = (["-sT"] if tcp else []) + (["-sU"] if udp else [])
+    return ["nmap", "-Pn", "-n", *scans, "-p", ports, "--max-retries", "1", "--host-timeout", "30s", "-T4",
+            *(["-6"] if family == 6 else []), "-oX", "-", address]
+
+
+def parse_nmap(xml_text: str) -> dict[tuple[str, int], str]:
+    """(protocol, port) -> lab state, from nmap's XML report: listed ports and the collapsed `extraports`."""
+    root = ElementTree.fromstring(xml_text)
+    states = {}
+    for extra in root.iter("extraports"):
+        for reason in extra.iter("extrareasons"):
+            for port in _nmap_port_list(reason.get("ports", "")):
+                states[(reason.get("proto"), port)] = _nmap_state(extra.get("state"))
+    for port in root.iter("port"):
+        states[(port.get("protocol"), int(port.get("portid")))] = _nmap_state(port.find("state").get("state"))
+    return states
+
+
+def _nmap_state(state: str) -> str:
+    return NMAP_STATES.get(state, state)
+
+
+def _nmap_port_list(text: str) -> list[int]:
+    """`1-3,7` -> [1, 2, 3, 7]."""
+    ports = []
+    for item in filter(None, text.split(",")):
+        first, _, last = item.partition("-")
+        ports.extend(range(int(first), int(last or first) + 1))
+    return ports
+
+
+def scan_nmap(live: LiveLab, probes: tuple[Probe, ...]) -> dict[Probe, str]:
+    if shutil.which("nmap") is None:
+        raise LabError("--scanner nmap needs nmap: apt install nmap")
+    observed: dict[Probe, str] = {}
+    groups: dict[tuple[str, int], list[Probe]] = {}
+    for probe in probes:
+        groups.setdefault((probe.zone, probe.family), []).append(probe)
+    for (zone, family), group in groups.items():
+        tcp = sorted({p.port for p in group if p.protocol == "tcp"})
+        udp = sorted({p.port for p in group if p.protocol == "udp"})
+        address = live.topology.target(zone, family)
+        result = live.exec(live.namespace_of(zone), *nmap_command(address, family, tcp, udp), timeout=120)
+        states = parse_nmap(result.stdout)
+        observed.update((p, states.get((p.protocol, p.port), "unscanned")) for p in group)
+    return observed
+
+
+SCANNERS = {"builtin": scan_builtin, "nmap": scan_nmap}
+
+
+@dataclass(frozen=True)
+class LabReport:
+    observations: tuple[labplan.Observation, ...]
+    assertions: tuple[labplan.AssertionCheck, ...]
+    memcached: bool
+
+    @property
+    def mismatches(self) -> tuple[labplan.Observation, ...]:
+        return tuple(o for o in self.observations if not o.matches)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and all(a.holds for a in self.assertions)
+
+    def cell(self, zone: str, service: str, family: int, port: int | None = None,
+             protocol: str = "tcp") -> labplan.Observation:
+        """The observation for one probe; `port` defaults to the service's first probed port."""
+        return next(o for o in self.observations if o.probe.zone == zone and o.probe.service == service
+                    and o.probe.family == family and o.probe.protocol == protocol
+                    and (port is None or o.probe.port == port))
+
+
+def probe_lab(live: LiveLab, checked: CheckedPolicy, scanner: str = "builtin") -> LabReport:
+    live.lab.flush_neighbours()
+    probes = labplan.plan_probes(checked, live.topology)
+    observations = labplan.observe(checked, SCANNERS[scanner](live, probes))
+    return LabReport(observations, labplan.check_assertions(checked.assertions, observations), live.memcached)
+
+
+# Reporting
+
+
+def report_text(report: LabReport) -> str:
+    lines = [labplan.format_matrix(report.observations), ""]
+    lines += [labplan.format_mismatch(o) for o in report.mismatches]
+    for check in report.assertions:
+        verdict = "holds on the kernel" if check.holds else "FAILS on the kernel"
+        lines.append(f"{check.text}: {verdict} ({check.probes} probes)")
+        lines += [f"  {labplan.format_mismatch(o)}" for o in check.violations]
+    total, bad = len(report.observations), len(report.mismatches)
+    memcached = "a real memcached" if report.memcached else "the echo listener (memcached not installed)"
+    lines.append(f"{total} probes, {bad} mismatches; 11211 served by {memcached}")
+    return "\n".join(lines)
+
+
+def report_json(report: LabReport) -> str:
+    def observation(o: labplan.Observation) -> dict:
+        p = o.probe
+        return {"zone": p.zone, "service": p.service, "protocol": p.protocol, "port": p.port,
+                "family": p.family, "expected": o.expected, "observed": o.observed, "reason": o.reason}
+
+    return json.dumps({
+        "ok": report.ok,
+        "observations": [observation(o) for o in report.observations],
+        "mismatches": [observation(o) for o in report.mismatches],
+        "assertions": [{"assertion": a.text, "holds": a.holds, "probes": a.probes} for a in report.assertions],
+        "memcached": report.memcached,
+    }, indent=2)
+
+
+def enter_commands(live: LiveLab) -> str:
+    lines = ["The lab is kept. Enter it with:"]
+    lines.append(f"  ip netns exec {live.server} bash        # the server (nft list ruleset)")
+    lines += [f"  ip netns exec {ns} bash        # a client in zone {zone} ({', '.join(c.addresses.values())})"
+              for zone, ns in live.clients.items()
+              for c in live.topology.clients if c.zone == zone]
+    server = " and ".join(live.topology.server_addresses.values())
+    lines.append(f"The server answers on {server}; 127.0.0.1 and ::1 inside the server are zone localhost.")
+    lines.append(f"Tear it down with:\n  nftc lab --down {live.lab.prefix}")
+    return "\n".join(lines)
+
+
+# Tearing down a kept lab
+
+
+def lab_namespaces(prefix: str) -> list[str]:
+    listing = netns.run("ip", "netns", "list").stdout
+    names = [line.split()[0] for line in listing.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(f"{prefix}-")]
+
+
+def tear_down(prefix: str) -> list[str]:
+    """Kill the processes inside the lab's namespaces (by PID) and delete them; only `nftclab*` names."""
+    if not prefix.startswith(PREFIX_STEM) or len(prefix) <= len(PREFIX_STEM):
+        raise LabError(f"'{prefix}' is not a lab prefix: lab namespaces start with {PREFIX_STEM}<pid>")
+    names = lab_namespaces(prefix)
+    for name in names:
+        pids = [int(p) for p in netns.run("ip", "netns", "pids", name, check=False).stdout.split()]
+        stop_processes(pids)
+        netns.run("ip", "netns", "del", name, check=False)
+    for directory in _state_dirs(prefix):
+        shutil.rmtree(directory, ignore_errors=True)
+    return names
+
+
+def _state_dirs(prefix: str) -> list[str]:
+    base = tempfile.gettempdir()
+    return [os.path.join(base, d) for d in os.listdir(base) if d.startswith(f"{prefix}-")]

@@ -1,0 +1,285 @@
+"""What the lab builds and probes, and what it expects: pure planning, no kernel, no processes.
+
+Client addresses come from the zones' intervals (the same source -> zone map the ruleset uses), so a probe from
+a client is a probe from that zone. Expected states come from nftc.reach, the policy's own first-match walk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from dataclasses import dataclass
+
+from . import catalog
+from . import model as m
+from .reach import decide, zone_segments
+from .resolve import LOCALHOST, CheckedAssertion, CheckedPolicy
+from .zones import Interval, interfaces
+
+OPEN, DROPPED, REFUSED = "open", "dropped", "refused"
+STATE_OF_VERDICT = {"accept": OPEN, "drop": DROPPED, "reject": REFUSED}
+FAMILIES = (4, 6)
+LOOPBACK = {4: "127.0.0.1", 6: "::1"}
+
+# Documentation and benchmarking addresses: what a zone of every address (`any`) looks like from the outside.
+_OUTSIDE_CANDIDATES = {
+    4: ("203.0.113.10", "198.51.100.10", "192.0.2.10", "198.18.1.10", "100.64.0.10", "10.255.255.10"),
+    6: ("2001:db8:ffff::10", "2001:db8:1::10", "3fff::10", "fd00:ffff::10"),
+}
+_SERVER_CANDIDATES = {4: ("198.18.0.1", "198.18.0.2", "198.19.0.1"), 6: ("2001:db8:fffe::1", "2001:db8:fffe::2")}
+_UNUSABLE = tuple(ipaddress.ip_network(n) for n in ("0.0.0.0/8", "255.255.255.255/32", "::ffff:0:0/96", "::/96"))
+
+
+@dataclass(frozen=True)
+class Client:
+    """One client namespace: a source inside `zone`, wired to the server on the server-side `interface`."""
+
+    zone: str
+    interface: str
+    addresses: dict  # family (4, 6) -> address; a family the zone has no address in is missing
+
+
+@dataclass(frozen=True)
+class Topology:
+    server_addresses: dict  # family -> the address clients connect to
+    clients: tuple[Client, ...]
+
+    def target(self, zone: str, family: int) -> str | None:
+        """The address a probe from `zone` connects to; None when the zone has no source of that family."""
+        if zone == LOCALHOST:
+            return LOOPBACK[family]
+        client = next(c for c in self.clients if c.zone == zone)
+        return self.server_addresses[family] if family in client.addresses else None
+
+
+@dataclass(frozen=True)
+class Probe:
+    zone: str
+    service: str
+    protocol: str
+    port: int
+    family: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    probe: Probe
+    expected: str
+    observed: str
+    reason: str  # why the policy expects it: rule and line, or the built-in default
+
+    @property
+    def matches(self) -> bool:
+        return self.expected == self.observed
+
+
+# Addresses
+
+
+def _usable(address: ipaddress._BaseAddress) -> bool:
+    bad = (address.is_unspecified or address.is_loopback or address.is_multicast or address.is_link_local
+           or address.is_reserved)
+    return not bad and not any(address in n for n in _UNUSABLE if n.version == address.version)
+
+
+def zone_of(intervals: tuple[Interval, ...], address: str) -> str | None:
+    parsed = ipaddress.ip_address(address)
+    value = int(parsed)
+    return next((i.zone for i in intervals if i.version == parsed.version and i.first <= value <= i.last), None)
+
+
+def _interval_candidates(intervals: tuple[Interval, ...], zone: str, family: int) -> list[str]:
+    kind = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    out = []
+    for interval in (i for i in intervals if i.zone == zone and i.version == family):
+        size = interval.last - interval.first + 1
+        picks = (interval.first + 1, interval.last - 1) if size > 2 else (interval.first, interval.last)
+        out.extend(str(kind(p)) for p in picks)
+    return out
+
+
+def pick_address(checked: CheckedPolicy, zone: m.Zone, family: int, taken: set[str]) -> str | None:
+    """A usable address the zone owns; a zone of every address prefers one that looks like the internet."""
+    wide = any(isinstance(s, m.AnySource) for s in zone.sources)
+    own = _interval_candidates(checked.intervals, zone.name, family)
+    candidates = list(_OUTSIDE_CANDIDATES[family]) + own if wide else own + list(_OUTSIDE_CANDIDATES[family])
+    for candidate in candidates:
+        if candidate not in taken and _usable(ipaddress.ip_address(candidate)) \
+                and zone_of(checked.intervals, candidate) == zone.name:
+            return candidate
+    return None
+
+
+def _interface_zone_address(family: int, index: int, taken: set[str]) -> str:
+    """Interface zones match on the interface, so any unused address serves."""
+    for n in range(index, index + 200):
+        candidate = f"198.18.{10 + n}.2" if family == 4 else f"2001:db8:fffd:{n:x}::2"
+        if candidate not in taken:
+            return candidate
+    raise ValueError("no free lab address")
+
+
+def server_interface(zone: m.Zone, index: int, patterns: tuple[str, ...], used: set[str]) -> str:
+    """The server-side veth: named after the zone's interface, else `lzN`, never matching another pattern."""
+    names = interfaces(zone)
+    if names:
+        pattern = names[0]
+        base = pattern[:-1] if pattern.endswith("*") else pattern
+        options = [base] if not pattern.endswith("*") else [f"{base}{s}"[:15] for s in ("lab", "0", "1", "9")]
+    else:
+        options = [f"lz{index}", f"lzone{index}", f"labz{index}"]
+    for option in options:
+        foreign = [p for p in patterns if p not in names and fnmatch.fnmatchcase(option, p)]
+        if option not in used and not foreign:
+            return option
+    raise ValueError(f"cannot name a lab interface for zone '{zone.name}'")
+
+
+def plan_topology(checked: CheckedPolicy) -> Topology:
+    taken: set[str] = set()
+    used_interfaces: set[str] = set()
+    patterns = tuple(name for zone in checked.zones for name in interfaces(zone))
+    clients = []
+    for index, zone in enumerate(checked.zones):
+        addresses = {}
+        for family in FAMILIES:
+            address = pick_address(checked, zone, family, taken)
+            if address is None and interfaces(zone):
+                address = _interface_zone_address(family, index, taken)
+            if address is not None:
+                addresses[family] = address
+                taken.add(address)
+        interface = server_interface(zone, index, patterns, used_interfaces)
+        used_interfaces.add(interface)
+        clients.append(Client(zone.name, interface, addresses))
+    server = {f: next(a for a in _SERVER_CANDIDATES[f] if a not in taken) for f in FAMILIES}
+    return Topology(server, tuple(clients))
+
+
+# Probes and expectations
+
+
+# Not a catalog service (Zimbra's memcached is TCP only): probed so the lab shows UDP 11211 dropped from every zone.
+MEMCACHED_UDP = m.Service("memcached_udp", (m.PortRange("udp", 11211, 11211),), "memcached over UDP (memcrashed)")
+
+
+def probe_services(checked: CheckedPolicy) -> tuple[m.Service, ...]:
+    """The Zimbra catalog, UDP memcached and the policy's own services, in that order."""
+    return catalog.services() + (MEMCACHED_UDP,) + tuple(checked.policy.services)
+
+
+def probe_ports(service: m.Service) -> tuple[tuple[str, int], ...]:
+    """(protocol, port) pairs; a range is probed at its first and last port to keep the count bounded."""
+    pairs: list[tuple[str, int]] = []
+    for r in service.ports:
+        for port in dict.fromkeys((r.first, r.last)):
+            if (r.protocol, port) not in pairs:
+                pairs.append((r.protocol, port))
+    return tuple(pairs)
+
+
+def plan_probes(checked: CheckedPolicy, topology: Topology) -> tuple[Probe, ...]:
+    probes = []
+    for zone in checked.zone_names():
+        for family in FAMILIES:
+            if topology.target(zone, family) is None:
+                continue
+            for service in probe_services(checked):
+                probes.extend(Probe(zone, service.name, protocol, port, family)
+                              for protocol, port in probe_ports(service))
+    return tuple(probes)
+
+
+def listener_ports(probes: tuple[Probe, ...]) -> dict[str, tuple[int, ...]]:
+    return {p: tuple(sorted({x.port for x in probes if x.protocol == p})) for p in m.PROTOCOLS}
+
+
+def expectations(checked: CheckedPolicy, probes: tuple[Probe, ...]) -> dict[Probe, tuple[str, str]]:
+    """Probe -> (expected state, reason), from the policy's decision for that zone, protocol and port."""
+    segments = {zone: zone_segments(checked, zone) for zone in checked.zone_names()}
+    out = {}
+    for probe in probes:
+        decision = decide(segments[probe.zone], probe.protocol, probe.port)
+        out[probe] = (STATE_OF_VERDICT[decision.verdict], decision.describe())
+    return out
+
+
+def observe(checked: CheckedPolicy, observed: dict[Probe, str]) -> tuple[Observation, ...]:
+    expected = expectations(checked, tuple(observed))
+    return tuple(Observation(p, expected[p][0], observed[p], expected[p][1]) for p in observed)
+
+
+# Assertions on the kernel
+
+
+@dataclass(frozen=True)
+class AssertionCheck:
+    text: str
+    holds: bool
+    probes: int
+    violations: tuple[Observation, ...]
+
+
+def check_assertions(assertions: tuple[CheckedAssertion, ...],
+                     observations: tuple[Observation, ...]) -> tuple[AssertionCheck, ...]:
+    """`assert Z -> S`: every probed port of S is open from Z; `!->`: none is."""
+    checks = []
+    for item in assertions:
+        for zone in item.zones:
+            for service in item.services:
+                relevant = [o for o in observations if o.probe.zone == zone and any(
+                    r.protocol == o.probe.protocol and r.first <= o.probe.port <= r.last for r in service.ports)]
+                must_reach = item.assertion.reach
+                bad = tuple(o for o in relevant if (o.observed == OPEN) != must_reach)
+                arrow = "->" if must_reach else "!->"
+                checks.append(AssertionCheck(f"assert {zone} {arrow} {service.name}", not bad and bool(relevant),
+                                             len(relevant), bad))
+    return tuple(checks)
+
+
+# The matrix
+
+
+def _cell(states: list[str]) -> str:
+    distinct = list(dict.fromkeys(states))
+    return distinct[0] if len(distinct) == 1 else "/".join(distinct)
+
+
+def matrix_rows(observations: tuple[Observation, ...]) -> list[tuple[str, ...]]:
+    """One row per zone and service: ports, then expected and observed per family, then a mismatch mark."""
+    rows: dict[tuple[str, str], dict] = {}
+    for o in observations:
+        row = rows.setdefault((o.probe.zone, o.probe.service), {"ports": [], "cells": {}})
+        port = f"{o.probe.port}/{o.probe.protocol}"
+        if port not in row["ports"]:
+            row["ports"].append(port)
+        cell = row["cells"].setdefault(o.probe.family, ([], [], []))
+        cell[0].append(o.expected)
+        cell[1].append(o.observed)
+        cell[2].append(o.matches)
+    out = []
+    for (zone, service), row in rows.items():
+        values = [zone, service, " ".join(row["ports"])]
+        ok = True
+        for family in FAMILIES:
+            expected, observed, matches = row["cells"].get(family, ([], [], []))
+            values += [_cell(expected) if expected else "-", _cell(observed) if observed else "-"]
+            ok = ok and all(matches)
+        values.append("" if ok else "MISMATCH")
+        out.append(tuple(values))
+    return out
+
+
+MATRIX_HEADER = ("ZONE", "SERVICE", "PORTS", "IPv4 EXPECTED", "IPv4 OBSERVED", "IPv6 EXPECTED", "IPv6 OBSERVED", "")
+
+
+def format_matrix(observations: tuple[Observation, ...]) -> str:
+    rows = [MATRIX_HEADER] + matrix_rows(observations)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(MATRIX_HEADER))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def format_mismatch(o: Observation) -> str:
+    p = o.probe
+    return (f"mismatch: {p.zone} -> {p.service} {p.port}/{p.protocol} IPv{p.family}: expected {o.expected} "
+            f"({o.reason}), observed {o.observed}")

@@ -1,0 +1,225 @@
+"""The lab: planning (pure) and the matrix on the real kernel for every shipped ruleset, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nftc import lab, labplan
+from nftc.compiler import compile_policy
+from nftc.resolve import LOCALHOST
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RULESETS = sorted(glob.glob(os.path.join(ROOT, "rulesets", "*.zfw")))
+SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
+OPEN, DROPPED = labplan.OPEN, labplan.DROPPED
+
+
+def checked_policy(path: str):
+    return compile_policy(path, {}).checked
+
+
+def run_lab(path: str, scanner: str = "builtin", loaded: str | None = None) -> lab.LabReport:
+    """The lab for `path`; `loaded` is the policy actually put into the kernel (a test hook, default: `path`)."""
+    checked = checked_policy(path)
+    with lab.session(checked, lambda live: lab.load_policy(live, loaded or path)) as live:
+        return lab.probe_lab(live, checked, scanner)
+
+
+def lab_namespaces_of(pid: int) -> list[str]:
+    return lab.lab_namespaces(f"{lab.PREFIX_STEM}{pid}x0")
+
+
+# Planning, no kernel
+
+
+def test_every_client_address_lies_in_its_own_zone():
+    for path in RULESETS:
+        checked = checked_policy(path)
+        topology = labplan.plan_topology(checked)
+        for client in topology.clients:
+            assert set(client.addresses) == {4, 6}, (path, client)
+            for address in client.addresses.values():
+                assert labplan.zone_of(checked.intervals, address) == client.zone
+
+
+def test_a_zone_of_every_address_gets_an_address_no_other_zone_claims():
+    checked = checked_policy(SINGLE)
+    internet = next(c for c in labplan.plan_topology(checked).clients if c.zone == "internet")
+    assert internet.addresses == {4: "203.0.113.10", 6: "2001:db8:ffff::10"}
+
+
+def test_server_addresses_differ_from_every_client_address():
+    topology = labplan.plan_topology(checked_policy(SINGLE))
+    clients = {a for c in topology.clients for a in c.addresses.values()}
+    assert not clients & set(topology.server_addresses.values())
+
+
+def test_interface_zones_name_the_server_side_interface_after_the_interface(tmp_path):
+    policy = tmp_path / "iface.zfw"
+    policy.write_text("zone dmz = iface dmz0\nzone wan = iface wan*\nzone internet = any\n"
+                      "allow dmz -> smtp\nallow wan -> http\nallow internet -> https\n")
+    clients = {c.zone: c for c in labplan.plan_topology(checked_policy(str(policy))).clients}
+    assert clients["dmz"].interface == "dmz0"
+    assert clients["wan"].interface.startswith("wan")
+    assert not clients["internet"].interface.startswith(("dmz", "wan"))
+    assert set(clients["dmz"].addresses) == {4, 6}
+
+
+def test_a_port_range_is_probed_at_its_first_and_last_port():
+    from nftc.model import PortRange, Service
+
+    service = Service("range", (PortRange("tcp", 7000, 7010), PortRange("udp", 53, 53)))
+    assert labplan.probe_ports(service) == (("tcp", 7000), ("tcp", 7010), ("udp", 53))
+
+
+def test_expected_states_follow_the_policy():
+    checked = checked_policy(SINGLE)
+    topology = labplan.plan_topology(checked)
+    expected = labplan.expectations(checked, labplan.plan_probes(checked, topology))
+    states = {(p.zone, p.port, p.protocol, p.family): e[0] for p, e in expected.items()}
+    assert states[("internet", 443, "tcp", 6)] == OPEN
+    assert states[("internet", 7071, "tcp", 4)] == DROPPED
+    assert states[("lan", 7071, "tcp", 4)] == OPEN
+    assert states[("lan", 11211, "udp", 6)] == DROPPED
+    assert states[(LOCALHOST, 11211, "udp", 4)] == OPEN
+
+
+NMAP_XML = """<?xml version="1.0"?><nmaprun><host><ports>
+<extraports state="filtered" count="3">
+<extrareasons reason="no-response" count="3" proto="tcp" ports="389,7071-7072"/></extraports>
+<port protocol="tcp" portid="443"><state state="open"/></port>
+<port protocol="udp" portid="11211"><state state="open|filtered"/></port>
+<port protocol="tcp" portid="25"><state state="closed"/></port>
+</ports></host></nmaprun>"""
+
+
+def test_nmap_report_is_read_including_collapsed_ports():
+    assert lab.parse_nmap(NMAP_XML) == {
+        ("tcp", 389): DROPPED, ("tcp", 7071): DROPPED, ("tcp", 7072): DROPPED, ("tcp", 443): OPEN,
+        ("udp", 11211): DROPPED, ("tcp", 25): labplan.REFUSED}
+
+
+def test_tear_down_refuses_a_prefix_that_is_not_a_lab():
+    with pytest.raises(lab.LabError):
+        lab.tear_down("nftct")
+
+
+# On the kernel
+
+
+def assert_cells(report: lab.LabReport, cells) -> None:
+    for zone, service, port, protocol, state in cells:
+        for family in (4, 6):
+            observation = report.cell(zone, service, family, port, protocol)
+            assert observation.observed == state, labplan.format_mismatch(observation)
+
+
+SHIPPED_CELLS = {
+    "zimbra-single.zfw": [("internet", "https", 443, "tcp", OPEN), ("internet", "admin", 7071, "tcp", DROPPED),
+                          ("internet", "ssh", 22, "tcp", DROPPED), ("lan", "ldap", 389, "tcp", DROPPED),
+                          ("lan", "admin", 7071, "tcp", OPEN), ("lan", "memcached", 11211, "tcp", DROPPED),
+                          ("lan", "memcached_udp", 11211, "udp", DROPPED), ("localhost", "ldap", 389, "tcp", OPEN),
+                          ("localhost", "memcached_udp", 11211, "udp", OPEN)],
+    "zimbra-multi.zfw": [("internet", "https", 443, "tcp", OPEN), ("internet", "admin", 7071, "tcp", DROPPED),
+                         ("cluster", "lmtp", 7025, "tcp", OPEN), ("cluster", "memcached", 11211, "tcp", OPEN),
+                         ("cluster", "memcached_udp", 11211, "udp", DROPPED), ("cluster", "ldap", 389, "tcp", DROPPED),
+                         ("admins", "admin", 7071, "tcp", OPEN), ("admins", "memcached", 11211, "tcp", DROPPED),
+                         ("localhost", "mysql", 7306, "tcp", OPEN)],
+    "minimal.zfw": [("internet", "smtp", 25, "tcp", OPEN), ("internet", "ssh", 22, "tcp", DROPPED),
+                    ("admin", "ssh", 22, "tcp", OPEN), ("admin", "https", 443, "tcp", DROPPED),
+                    ("localhost", "ssh", 22, "tcp", OPEN)],
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("path", RULESETS, ids=os.path.basename)
+def test_shipped_ruleset_behaves_on_the_kernel_as_the_policy_says(path):
+    report = run_lab(path)
+    print(f"\n{os.path.basename(path)}\n{lab.report_text(report)}")
+    assert not report.mismatches, "\n".join(map(labplan.format_mismatch, report.mismatches))
+    assert all(a.holds for a in report.assertions)
+    assert_cells(report, SHIPPED_CELLS[os.path.basename(path)])
+
+
+@pytest.mark.kernel
+def test_nmap_sees_the_same_matrix_for_zimbra_single():
+    if shutil.which("nmap") is None:
+        pytest.skip("nmap is not installed")
+    report = run_lab(SINGLE, scanner="nmap")
+    print(f"\nnmap, zimbra-single.zfw\n{lab.report_text(report)}")
+    assert report.ok, "\n".join(map(labplan.format_mismatch, report.mismatches))
+    assert_cells(report, SHIPPED_CELLS["zimbra-single.zfw"])
+
+
+@pytest.mark.kernel
+def test_lab_reports_a_kernel_that_differs_from_the_policy(tmp_path):
+    loose = tmp_path / "loose.zfw"
+    loose.write_text(open(SINGLE).read().replace("allow internet  -> zimbra.public",
+                                                 "allow internet  -> zimbra.public, ldap, admin")
+                     .replace("assert internet !-> zimbra.admin, zimbra.internal, ssh", ""))
+    report = run_lab(SINGLE, loaded=str(loose))
+    wrong = {(o.probe.zone, o.probe.port, o.probe.family, o.observed) for o in report.mismatches}
+    assert wrong == {("internet", port, family, OPEN) for port in (389, 7071) for family in (4, 6)}
+    assert not report.ok
+    assert [a.text for a in report.assertions if not a.holds] == [
+        "assert internet !-> zimbra.admin", "assert internet !-> zimbra.internal"]
+
+
+@pytest.mark.kernel
+def test_cli_exits_non_zero_on_a_mismatch_and_zero_when_the_kernel_agrees(tmp_path):
+    good = subprocess.run([sys.executable, "-m", "nftc", "lab", "--json", os.path.join(ROOT, "rulesets",
+                                                                                        "minimal.zfw")],
+                          capture_output=True, text=True, timeout=300)
+    assert good.returncode == 0, good.stderr
+    document = json.loads(good.stdout)
+    assert document["ok"] and not document["mismatches"] and document["observations"]
+
+
+@pytest.mark.kernel
+def test_keep_leaves_the_lab_up_and_down_removes_it():
+    kept = subprocess.run([sys.executable, "-m", "nftc", "lab", "--keep", os.path.join(ROOT, "rulesets",
+                                                                                        "minimal.zfw")],
+                          capture_output=True, text=True, timeout=300)
+    prefix = kept.stdout.split("nftc lab --down ")[-1].split()[0]
+    try:
+        assert kept.returncode == 0, kept.stderr
+        assert "ip netns exec" in kept.stdout and f"nftc lab --down {prefix}" in kept.stdout
+        names = lab.lab_namespaces(prefix)
+        assert len(names) == 3
+        server = next(n for n in names if n.endswith("-server"))
+        assert "table inet" in subprocess.run(["ip", "netns", "exec", server, "nft", "list", "tables"],
+                                              capture_output=True, text=True).stdout
+    finally:
+        down = subprocess.run([sys.executable, "-m", "nftc", "lab", "--down", prefix], capture_output=True,
+                              text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert lab.lab_namespaces(prefix) == []
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_tears_the_lab_down(sig):
+    process = subprocess.Popen([sys.executable, "-m", "nftc", "lab", SINGLE], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(lab_namespaces_of(process.pid)) < 3:
+            time.sleep(0.1)
+        assert len(lab_namespaces_of(process.pid)) == 3
+        process.send_signal(sig)
+        assert process.wait(timeout=60) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        lab.tear_down(f"{lab.PREFIX_STEM}{process.pid}x0")
+    assert lab_namespaces_of(process.pid) == []
