@@ -36,9 +36,14 @@ def compile_policy(path: str, sources: MutableMapping[str, str]) -> Compilation:
     table = lower_policy(checked)
     digest = hashlib.sha256(render_nft(table).encode()).hexdigest()
     comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
+    assert len(comment) <= MAX_COMMENT, comment
     return Compilation(checked, dataclasses.replace(table, comment=comment), digest)
 
 
+MAX_COMMENT = 128  # the kernel's limit for a table comment
+
+
 def _safe_name(path: str) -> str:
+    """The policy's file name, ASCII letters, digits and ._- only, short enough for the table comment."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)[:32]

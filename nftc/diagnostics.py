@@ -9,6 +9,9 @@ from typing import Iterable, Mapping
 from .model import Span
 
 
+MAX_SHOWN_COLUMNS = 160  # of a source line under a message
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     severity: str  # "error" or "warning"
@@ -41,21 +44,40 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 def render_diagnostic(diagnostic: Diagnostic, sources: Mapping[str, str]) -> str:
     """`file:line:col: error: message`, then the source line with a caret under the span, then `hint: ...`."""
     span = diagnostic.span
-    head = f"{diagnostic.severity}: {diagnostic.message}"
+    head = f"{diagnostic.severity}: {_escaped(diagnostic.message)}"
+    hint = _escaped(diagnostic.hint)
     if span is None:
-        return head + (f"\n  hint: {diagnostic.hint}" if diagnostic.hint else "")
-    lines = [f"{span}: {head}"]
+        return head + (f"\n  hint: {hint}" if hint else "")
+    lines = [f"{_escaped(str(span))}: {head}"]  # a file name may hold anything, a newline or an escape too
     text = sources.get(span.file)
     if text is not None:
-        source_lines = text.splitlines()
+        source_lines = text.split("\n")  # as the parser counts lines: form feeds and lone CRs do not end one
         if 0 < span.line <= len(source_lines):
-            line = source_lines[span.line - 1].expandtabs(1)
-            width = _caret_width(span, line)
-            lines.append(f"  {line}")
-            lines.append("  " + " " * (span.column - 1) + "^" + "~" * (width - 1))
-    if diagnostic.hint:
-        lines.append(f"  hint: {diagnostic.hint}")
+            line = _printable(source_lines[span.line - 1].rstrip("\r"))
+            width = min(_caret_width(span, line), MAX_SHOWN_COLUMNS)
+            start = _window_start(len(line), span.column)
+            lines.append(f"  {line[start:start + MAX_SHOWN_COLUMNS]}")
+            lines.append("  " + " " * (span.column - 1 - start) + "^" + "~" * (width - 1))
+    if hint:
+        lines.append(f"  hint: {hint}")
     return "\n".join(lines)
+
+
+def _window_start(length: int, column: int) -> int:
+    """Where the shown part of a long line starts, so the column stays on screen (a binary file has huge lines)."""
+    if length <= MAX_SHOWN_COLUMNS or column <= MAX_SHOWN_COLUMNS // 2:
+        return 0
+    return min(column - 1 - MAX_SHOWN_COLUMNS // 2, length - MAX_SHOWN_COLUMNS)
+
+
+def _escaped(text: str) -> str:
+    """Messages quote what the user wrote: control characters in it are shown escaped, never sent to the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _printable(line: str) -> str:
+    """The line as shown under the message: one visible character per column (tabs, NUL... become '?' or ' ')."""
+    return "".join(c if c.isprintable() else " " if c == "\t" else "?" for c in line)
 
 
 def _caret_width(span: Span, line: str) -> int:

@@ -113,6 +113,8 @@ def check_script(script: str) -> NftResult:
         [unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", "check"],
         input=script, capture_output=True, text=True, timeout=120,
     )
+    if process.returncode < 0:
+        raise KernelError(f"libnftables crashed (signal {-process.returncode}) while checking the ruleset")
     if process.returncode == 3:
         raise KernelError(f"cannot check in a private namespace: {process.stderr.strip()}")
     if process.returncode not in (0, 1):

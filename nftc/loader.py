@@ -5,14 +5,14 @@ The only module of the compiler that touches the file system; everything after i
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
-import ipaddress
 import os
 from typing import MutableMapping
 
 from . import model as m
 from .diagnostics import Diagnostic, PolicyError, error
-from .parser import parse_text
+from .parser import parse_network, parse_text
 
 MAX_INCLUDE_DEPTH = 16
 MAX_POLICY_BYTES = 1 << 20
@@ -27,30 +27,42 @@ def load_policy(path: str, sources: MutableMapping[str, str]) -> m.Policy:
     return _assemble(statements, source=os.path.normpath(path))
 
 
-def _read(path: str, limit_bytes: int, what: str, span: m.Span | None) -> str:
+def _read(path: str, limit_bytes: int, what: str, span: m.Span | None, sources: MutableMapping[str, str]) -> str:
+    """The file's text, also stored in `sources` (even when it is not valid UTF-8, so the error can show it)."""
     if os.path.isdir(path):
-        raise PolicyError([error(f"{what} '{path}' is a directory", span)])
+        raise PolicyError([error(f"{what} '{path}' is a directory", span, hint="name a file")])
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise PolicyError([error(f"{what} '{path}' is not a regular file", span, hint="name a file")])
     try:
         with open(path, "rb") as handle:
             data = handle.read(limit_bytes + 1)
     except FileNotFoundError:
-        raise PolicyError([error(f"{what} '{path}' does not exist", span)]) from None
+        raise PolicyError([error(f"{what} '{path}' does not exist", span,
+                                 hint="paths are relative to the file that names them")]) from None
     except OSError as exc:
         raise PolicyError([error(f"cannot read {what} '{path}': {exc.strerror}", span)]) from None
     if len(data) > limit_bytes:
         raise PolicyError([error(f"{what} '{path}' is larger than {limit_bytes >> 20} MiB", span)])
+    data = data.removeprefix(codecs.BOM_UTF8)  # some editors start UTF-8 files with one; it is not text
+    sources[path] = data.decode("utf-8", errors="replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise PolicyError([error(f"{what} is not valid UTF-8", m.Span(path, line, 1))]) from None
+        raise PolicyError([error(f"{what} '{path}' is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                                 _byte_span(data, exc.start, path),
+                                 hint="save it as UTF-8; outside comments a policy is plain ASCII")]) from None
+
+
+def _byte_span(data: bytes, offset: int, path: str) -> m.Span:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return m.Span(path, data.count(b"\n", 0, offset) + 1, column, data.count(b"\n", 0, offset) + 1, column + 1)
 
 
 def _load_statements(
     path: str, sources: MutableMapping[str, str], chain: tuple[str, ...], limit_bytes: int, span=None
 ) -> tuple[m.Statement, ...]:
-    text = _read(path, limit_bytes, "policy file" if not chain else "included file", span)
-    sources[path] = text
+    text = _read(path, limit_bytes, "policy file" if not chain else "included file", span, sources)
     statements = parse_text(text, path)
     chain = chain + (os.path.realpath(path),)
     expanded: list[m.Statement] = []
@@ -65,8 +77,13 @@ def _load_statements(
 def _include(include: m.Include, parent: str, sources, chain) -> tuple[m.Statement, ...]:
     target = os.path.normpath(os.path.join(os.path.dirname(parent), include.path))
     if os.path.realpath(target) in chain:
-        raise PolicyError([error(f"include loop: '{include.path}' includes itself", include.span,
-                                 hint=" -> ".join(os.path.basename(p) for p in chain + (target,)))])
+        loop = chain[chain.index(os.path.realpath(target)):] + (target,)
+        raise PolicyError([error("include loop: " + " -> ".join(os.path.basename(p) for p in loop), include.span,
+                                 hint="a file cannot include itself, directly or through other files")])
+    if os.path.realpath(target) in {os.path.realpath(p) for p in sources}:  # only policy files are read yet
+        raise PolicyError([error(f"'{include.path}' is included a second time", include.span,
+                                 hint="include a shared file once, from the top file: "
+                                      "everything in it would be defined twice")])
     if len(chain) >= MAX_INCLUDE_DEPTH:
         raise PolicyError([error(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels", include.span)])
     return _load_statements(target, sources, chain, MAX_POLICY_BYTES, include.span)
@@ -85,8 +102,7 @@ def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource
     if not isinstance(source, m.FileSource):
         return source
     path = os.path.normpath(os.path.join(os.path.dirname(source.span.file), source.path))
-    text = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span)
-    sources[path] = text
+    text = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span, sources)
     networks = parse_address_file(text, path)
     budget[0] -= len(networks)
     if budget[0] < 0:
@@ -99,18 +115,18 @@ def parse_address_file(text: str, path: str) -> tuple[m.IPNetwork, ...]:
     """One address or CIDR per line; blank lines and `#` comments are skipped; host bits are an error."""
     networks = []
     errors: list[Diagnostic] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=True))
-        except ValueError as exc:
+        network, message, hint = parse_network(entry)
+        if message:
             column = line.index(entry) + 1
-            errors.append(error(f"bad address '{entry[:60]}': {exc}", m.Span(path, number, column,
-                                                                             number, column + len(entry))))
+            errors.append(error(message, m.Span(path, number, column, number, column + len(entry)), hint))
             if len(errors) >= 20:
                 break
+        else:
+            networks.append(network)
     if errors:
         raise PolicyError(errors)
     return tuple(networks)

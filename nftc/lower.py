@@ -150,8 +150,21 @@ def _icmp_rules(b: _Builder) -> list[ir.Rule]:
     return rules
 
 
-def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
+def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
+    """`zone Z = dynamic`: run-time addresses in `dyn_Z_v4/_v6`, looked up before the zone maps (one address wins)."""
     rules = []
+    for zone in (z for z in b.checked.zones if z.dynamic):
+        for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+            name = f"dyn_{zone.name}_v{version}"
+            b.sets[name] = ir.Set(name, key_type, interval=True,
+                                  comment=_comment(f"zone {zone.name}: added at run time"))
+            rules.append(ir.Rule((ir.Match(ir.Payload(protocol, "saddr"), ir.SetRef(name)),
+                                  ir.Verdict("goto", f"zone_{zone.name}")), f"zone {zone.name} (dynamic)"))
+    return rules
+
+
+def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
+    rules = _dynamic_rules(b)
     by_interface = [(name, zone.name) for zone in b.checked.zones for name in interfaces(zone)]
     if by_interface:
         b.sets["zones_iface"] = ir.Set(

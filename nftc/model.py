@@ -106,7 +106,14 @@ class FileSource:
     span: Span | None = _span()
 
 
-ZoneSource = Union[AddressSource, AnySource, InterfaceSource, FileSource]
+@dataclass(frozen=True)
+class DynamicSource:
+    """Addresses added at run time to the sets `dyn_ZONE_v4`/`_v6` (fail2ban, an admin); kept across reloads."""
+
+    span: Span | None = _span()
+
+
+ZoneSource = Union[AddressSource, AnySource, InterfaceSource, FileSource, DynamicSource]
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,10 @@ class Zone:
     name: str
     sources: tuple[ZoneSource, ...]
     span: Span | None = _span()
+
+    @property
+    def dynamic(self) -> bool:
+        return any(isinstance(s, DynamicSource) for s in self.sources)
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
+import os
+import re
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, v_args
+from lark import __version__ as lark_version
+from lark import (Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                  v_args)
 from lark.exceptions import VisitError
 
+from . import __version__
 from . import model as m
-from .diagnostics import Diagnostic, PolicyError, error
+from .diagnostics import Diagnostic, PolicyError, did_you_mean, error
 
 MAX_NAME_LENGTH = 32
 MAX_STRING_LENGTH = 100
+COMMON_TABLE_NAMES = ("filter", "nat", "mangle", "raw", "security")  # other tools' tables: nftc replaces its own
+# The table name is the one name nftc writes bare into nft text, where nft's scanner reads these as keywords
+# (families, objects, statements, verdicts, expressions): reserve them. Every other name nftc emits has a prefix
+# or a '/' (zone_lan, svc_ssh_tcp, lan/ssh/r1), which nft never reads as a keyword.
+NFT_KEYWORDS = frozenset("""
+    accept add and arp auto-merge bridge burst bytes chain chains comment constant continue counter counters create
+    ct day define delete describe destroy device devices drop dynamic element elements ether export fib flags flow
+    flowtable flush goto handle hook hour icmp icmpv6 igmp import include index inet insert interval ip ip6 jump
+    last limit limits list log map maps masquerade meta meter minute monitor name netdev notrack numgen over packets
+    policy position prefix priority queue quota random rate redefine redirect reject rename replace reset return
+    rt rule ruleset sctp second set sets size snat dnat socket state synproxy table tables tcp th timeout type typeof
+    udp udplite undefine update vlan vmap week xor
+""".split())
+_UNIT_NS = {"second": 10**9, "minute": 60 * 10**9, "hour": 3600 * 10**9, "day": 86400 * 10**9}
+MAX_LOG_PREFIX = 64  # nftc appends a rule id; the kernel's limit for the whole prefix is 127
 
-# What to call a terminal in "expected ..." messages.
+# What to call a terminal in "expected ..." hints; keywords and punctuation show as written, in quotes.
 _TERMINAL_WORDS = {
     "NAME": "a name",
     "SERVICE_NAME": "a service name",
@@ -22,34 +43,61 @@ _TERMINAL_WORDS = {
     "IFNAME": "an interface name",
     "STRING": 'a "quoted string"',
     "PORTS": "a port or port range",
-    "PROTOCOL": "tcp or udp",
+    "PROTOCOL": "'tcp' or 'udp'",
     "RATE": "a rate such as 10/second",
     "INT": "a number",
-    "ACTION": "allow, deny or reject",
-    "ARROW": "->",
-    "NOT_ARROW": "!->",
+    "ACTION": "'allow', 'deny' or 'reject'",
+    "ARROW": "'->'",
+    "NOT_ARROW": "'!->'",
+    "ANY": "'any'",
+    "OFF": "'off'",
+    "PER_SOURCE": "'per source'",
     "_NL": "end of line",
     "$END": "end of file",
-    "EQUAL": "'='",
-    "COMMA": "','",
-    "ANY": "any",
-    "OFF": "off",
-    "PER_SOURCE": "per source",
 }
+_STATEMENT_KEYWORDS = ("zone", "service", "group", "allow", "deny", "reject", "assert", "include", "table",
+                       "log", "icmp")
+_STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops or icmp echo"
+_NAME_CHARACTERS = "names hold only ASCII letters, digits and '_', and start with a letter or '_'"
+_STRING_RULE = "strings hold printable ASCII without quotes or backslashes: nothing in one can read as nft syntax"
 
 
 @functools.lru_cache(maxsize=None)
 def _lark() -> Lark:
     return Lark.open_from_package(
-        "nftc", "zfw.lark", parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=False
+        "nftc", "zfw.lark", parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=_cache_file()
     )
+
+
+def largest_burst(rate: m.Rate) -> int:
+    """The kernel keeps a limit's bucket in nanoseconds: (unit in ns / rate) * burst must fit in 63 bits."""
+    return ((1 << 63) - 1) // (_UNIT_NS[rate.unit] // rate.count or 1)
+
+
+def _cache_file() -> str | bool:
+    """Where Lark keeps the built LALR tables (it checks the grammar's hash itself): building them takes ~80 ms.
+
+    Lark's default cache is a predictable name in /tmp and is unpickled on load, which would let another local
+    user run code as root; so the cache lives in the user's own cache directory, and only when that directory
+    belongs to the user and nobody else can write to it. Otherwise: no cache.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "nftc")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return False
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        return False
+    return os.path.join(directory, f"zfw-lark-{lark_version}-nftc-{__version__}.cache")
 
 
 def parse_text(text: str, file: str) -> tuple[m.Statement, ...]:
     """Parse one file's text; raise PolicyError with every problem found in it."""
     if "\0" in text:
-        line = text[: text.index("\0")].count("\n") + 1
-        raise PolicyError([error("the file contains a NUL byte", m.Span(file, line, 1))])
+        raise PolicyError([error("the file contains a NUL byte", _offset_span(text, text.index("\0"), file),
+                                 hint="a policy is a text file; is this a binary file?")])
     try:
         tree = _lark().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as exc:
@@ -64,29 +112,129 @@ def parse_text(text: str, file: str) -> tuple[m.Statement, ...]:
     return statements
 
 
+def parse_network(text: str) -> tuple[m.IPNetwork | None, str, str]:
+    """An address or CIDR -> (network, "", ""), or (best guess or None, message, hint) when it is wrong."""
+    try:
+        return ipaddress.ip_network(text, strict=True), "", ""
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+        return loose, f"'{text}' has host bits set", f"did you mean {loose}?"
+    except ValueError:
+        pass
+    address, slash, prefix = text.partition("/")
+    version = _address_version(address)
+    if version and slash:
+        return None, f"'{text[:60]}' has a bad prefix length '/{prefix[:10]}'", \
+            f"an IPv{version} prefix length is a number from 0 to {32 if version == 4 else 128}"
+    return None, f"'{text[:60]}' is not an IPv4 or IPv6 address or CIDR", \
+        "zones take addresses such as 192.0.2.1, 192.0.2.0/24 or 2001:db8::/32 (no host names)"
+
+
+def _address_version(text: str) -> int:
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return 0
+
+
+def _offset_span(text: str, offset: int, file: str) -> m.Span:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return m.Span(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+
 def _syntax_error(exc: UnexpectedInput, file: str, text: str) -> Diagnostic:
     span = m.Span(file, max(exc.line, 1), max(exc.column, 1))
+    lines = text.split("\n")
+    line = lines[span.line - 1] if span.line <= len(lines) else ""
     if isinstance(exc, UnexpectedCharacters):
-        line = text.splitlines()[span.line - 1] if span.line <= len(text.splitlines()) else ""
-        if line[: span.column - 1].count('"') % 2 == 1 or exc.char == '"':
-            return error(
-                "bad string: strings hold printable ASCII only, without quotes or backslashes",
-                span,
-                hint="nothing in a string may look like nft syntax",
-            )
-        char = exc.char
-        shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-        return error(f"unexpected character {shown}", span, hint=_expected(exc.allowed or ()))
+        return _bad_character(exc, span, line)
     if isinstance(exc, UnexpectedEOF):
         return error("unexpected end of file", span, hint=_expected(exc.expected))
-    token = exc.token  # UnexpectedToken
+    return _unexpected_token(exc, span, line)
+
+
+def _bad_character(exc: UnexpectedCharacters, span: m.Span, line: str) -> Diagnostic:
+    before = line[: span.column - 1]
+    # The lexer's `allowed` merges LALR states (a rule would seem to take a group's "description"): ask the parser.
+    allowed = exc.interactive_parser.accepts() if exc.interactive_parser else set(exc.allowed or ())
+    if before.count('"') % 2 == 1 or (exc.char == '"' and "STRING" in allowed):
+        start = before.rfind('"') if before.count('"') % 2 == 1 else span.column - 1
+        return _bad_string(line, start, span)
+    if exc.char == "\r":
+        return error("a carriage return without a line feed", span, hint="save the file with LF or CRLF line ends")
+    shown = repr(exc.char) if exc.char.isprintable() else f"U+{ord(exc.char):04X}"
+    previous = (exc.token_history or [None])[-1]
+    if previous is not None and previous.type == "NAME" and previous.end_pos == exc.pos_in_stream:
+        return error(f"{shown} cannot appear in a name", span, hint=_NAME_CHARACTERS)
+    return error(f"unexpected character {shown}", span, hint=_expected(allowed))
+
+
+def _bad_string(line: str, start: int, span: m.Span) -> Diagnostic:
+    """Points at the first character a string may not hold; `start` is the index of its opening quote."""
+    for index in range(start + 1, len(line.rstrip("\r"))):
+        char = line[index]
+        at = dataclasses.replace(span, column=index + 1)
+        if char == "\\":
+            return error("a string cannot hold a backslash", at, hint=_STRING_RULE)
+        if not char.isascii():
+            return error(f"a string cannot hold the non-ASCII character {char!r}", at, hint=_STRING_RULE)
+        if not char.isprintable():
+            return error(f"a string cannot hold the control character U+{ord(char):04X}", at, hint=_STRING_RULE)
+        if char == '"':
+            break
+    return error("unterminated string", dataclasses.replace(span, column=start + 1),
+                 hint='close it with " on the same line: a string cannot span lines')
+
+
+def _unexpected_token(exc: UnexpectedToken, span: m.Span, line: str) -> Diagnostic:
+    token = exc.token
+    if token.type not in ("_NL", "$END") and token.end_line == token.line:
+        span = dataclasses.replace(span, end_line=token.end_line, end_column=token.end_column)
+    expected = set(exc.accepts or exc.expected)
     shown = "end of line" if token.type == "_NL" else "end of file" if token.type == "$END" else f"'{token}'"
-    return error(f"unexpected {shown}", span, hint=_expected(exc.accepts or exc.expected))
+    if "ACTION" in expected and "ZONE" in expected:
+        close = did_you_mean(str(token), _STATEMENT_KEYWORDS) if _is_word(token) else ""
+        return error(f"{shown} does not start a statement", span,
+                     hint=close or f"a statement starts with {_STATEMENTS}")
+    if "ARROW" in expected and _is_word(token):
+        if "NOT_ARROW" in expected:
+            return error(f"missing '->' or '!->' before {shown}", span,
+                         hint="an assertion reads: assert ZONES -> SERVICES, or assert ZONES !-> SERVICES")
+        return error(f"missing '->' before {shown}", span, hint="a rule reads: allow ZONES -> SERVICES")
+    if "ADDRESS" in expected and re.search(r"[.:]", str(token)):
+        return error(parse_network(str(token))[1], span, hint=parse_network(str(token))[2])
+    if token.type in ("ARROW", "NOT_ARROW") and "NAME" in expected:
+        return error(f"missing zone before {shown}", span, hint="name one or more zones, such as: allow lan -> ssh")
+    glued = token.type not in ("_NL", "$END") and not _is_word(token)
+    if glued and re.search(r"(^|\s)[A-Za-z_][A-Za-z0-9_]*$", line[: span.column - 1]):
+        return error(f"{str(token)[0]!r} cannot appear in a name", dataclasses.replace(span, end_column=0),
+                     hint=_NAME_CHARACTERS)
+    if span.column > 1 and line[span.column - 2] == '"':
+        return error(f"unexpected {shown} right after a string", span,
+                     hint="a quote ends the string: strings cannot hold quotes")
+    return error(f"unexpected {shown}", span, hint=_expected(expected))
+
+
+def _is_word(token: Token) -> bool:
+    """Whether a token reads as a name (the error lexer may have called it by another terminal)."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", str(token)) is not None
 
 
 def _expected(terminals) -> str:
-    words = sorted({_TERMINAL_WORDS.get(t, _literal(t)) for t in terminals if not t.startswith("__")})
-    return "expected " + ", ".join(words) if words else ""
+    terminals = set(terminals)
+    if "ACTION" in terminals and "ZONE" in terminals:
+        return f"a statement starts with {_STATEMENTS}"
+    if "_NL" in terminals:
+        terminals.discard("$END")  # a statement may end the file without a newline: say "end of line" only
+    if "SERVICE_NAME" in terminals:
+        terminals.discard("NAME")  # where a service is expected, both are service names to the user
+    words = sorted({_TERMINAL_WORDS.get(t, _literal(t)) for t in terminals if not t.startswith("__")},
+                   key=lambda w: (w in ("end of line", "end of file"), not w.startswith("'"), w))
+    if not words:
+        return ""
+    return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
 
 
 def _literal(terminal: str) -> str:
@@ -128,7 +276,14 @@ class _StatementBuilder(Transformer):
         return tuple(items)
 
     def table_name(self, meta, items):
-        return m.TableName(self._name(items[0]), _span(self.file, meta))
+        name = self._name(items[0])
+        if name in COMMON_TABLE_NAMES:
+            self._fail(f"table name '{name}' is too common: it may be another tool's table", items[0],
+                       hint="nftc replaces its table whole; pick a name only nftc uses, such as zfw")
+        elif name.lower() in NFT_KEYWORDS:
+            self._fail(f"table name '{name}' is an nft keyword", items[0],
+                       hint="nft would misread it; pick another name, such as zfw")
+        return m.TableName(name, _span(self.file, meta))
 
     def zone(self, meta, items):
         return m.Zone(self._name(items[0]), tuple(items[1:]), _span(self.file, items[0]))
@@ -137,21 +292,16 @@ class _StatementBuilder(Transformer):
         return m.AddressSource(self._network(items[0]), _span(self.file, items[0]))
 
     def _network(self, token: Token) -> m.IPNetwork:
-        text = str(token)
-        try:
-            return ipaddress.ip_network(text, strict=True)
-        except ValueError:
-            pass
-        try:
-            loose = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            self._fail(f"'{text}' is not an IPv4 or IPv6 address or CIDR", token)
-            return ipaddress.ip_network("0.0.0.0/32")
-        self._fail(f"'{text}' has host bits set", token, hint=f"did you mean {loose}?")
-        return loose
+        network, message, hint = parse_network(str(token))
+        if message:
+            self._fail(message, token, hint)
+        return network or ipaddress.ip_network("0.0.0.0/32")
 
     def any_source(self, meta, items):
         return m.AnySource(_span(self.file, meta))
+
+    def dynamic_source(self, meta, items):
+        return m.DynamicSource(_span(self.file, meta))
 
     def interface_source(self, meta, items):
         token = items[0]
@@ -182,7 +332,7 @@ class _StatementBuilder(Transformer):
     def _port_range(self, protocol: str, token: Token) -> m.PortRange:
         first, _, last = str(token).partition("-")
         low, high = int(first), int(last or first)
-        for port in (low, high):
+        for port in sorted({low, high}):
             if not 1 <= port <= 65535:
                 self._fail(f"port {port} is out of range (1-65535)", token)
         if low > high:
@@ -212,8 +362,8 @@ class _StatementBuilder(Transformer):
     def limit(self, meta, items):
         rate, per_source, burst = items
         parsed = self._rate(rate)
-        burst_value = self._count(burst) if burst else parsed.count
-        return m.Limit(parsed, per_source is not None, burst_value, _span(self.file, meta))
+        return m.Limit(parsed, per_source is not None, self._burst(parsed, burst, rate, parsed.count),
+                       _span(self.file, meta))
 
     def log_flag(self, meta, items):
         return True
@@ -225,8 +375,13 @@ class _StatementBuilder(Transformer):
     def log_drops(self, meta, items):
         rate, burst, prefix = items
         parsed = self._rate(rate) if rate else m.Rate(10, "minute")
-        burst_value = self._count(burst) if burst else 5
+        burst_value = self._burst(parsed, burst, rate or meta, 5)
         text = self._string(prefix) if prefix else "nftc drop: "
+        if "$" in text:
+            self._fail("'$' cannot appear in a log prefix: nft reads it as a variable", prefix)
+        if len(text) > MAX_LOG_PREFIX:
+            self._fail(f"log prefix longer than {MAX_LOG_PREFIX} characters", prefix,
+                       hint="nftc appends the rule id, and the kernel keeps at most 127 characters")
         return m.LogDrops(parsed, burst_value, text, _span(self.file, meta))
 
     def icmp_echo(self, meta, items):
@@ -234,15 +389,27 @@ class _StatementBuilder(Transformer):
             return m.IcmpEcho(False, None, 0, _span(self.file, meta))
         rate, burst = items
         parsed = self._rate(rate)
-        burst_value = self._count(burst) if burst else parsed.count
-        return m.IcmpEcho(True, parsed, burst_value, _span(self.file, meta))
+        return m.IcmpEcho(True, parsed, self._burst(parsed, burst, rate, parsed.count), _span(self.file, meta))
 
     def include(self, meta, items):
         return m.Include(self._string(items[0]), _span(self.file, items[0]))
 
     def _rate(self, token: Token) -> m.Rate:
         count, unit = str(token).split("/")
+        if int(count) == 0:
+            self._fail(f"a rate of {token} lets nothing through", token, hint="a rate counts from 1, as in 1/second")
+            return m.Rate(1, unit)
         return m.Rate(self._count(token, count), unit)
+
+    def _burst(self, rate: m.Rate, token: Token | None, where, default: int) -> int:
+        """The burst given (or the default), within what the kernel can hold for this rate."""
+        value = self._count(token) if token is not None else default
+        largest = largest_burst(rate)
+        if value > largest:
+            self._fail(f"burst {value} is too large for a rate of {rate}", token if token is not None else where,
+                       hint=f"the kernel holds at most {largest} at that rate")
+            return 1
+        return value
 
     def _count(self, token: Token, text: str | None = None) -> int:
         value = int(text if text is not None else token)

@@ -115,8 +115,12 @@ def failed_assertions(checked: CheckedPolicy) -> list[Diagnostic]:
                     diagnostics.append(error(
                         f"assertion fails: {zone} {arrow} {service.name}: "
                         f"{port_range} is {'not reached' if item.assertion.reach else 'reached'}",
-                        item.assertion.span, hint=f"decided by {decision.describe()}"))
+                        item.assertion.span, hint=_because(decision)))
     return diagnostics
+
+
+def _because(decision: Decision) -> str:
+    return f"decided by {decision.describe()}" if decision.rule is not None else decision.describe()
 
 
 def _assertion_problem(segments, service_ports, must_reach: bool):

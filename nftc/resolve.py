@@ -70,7 +70,10 @@ def check_policy(policy: m.Policy) -> CheckedPolicy:
     _check_zones(policy, errors)
     intervals, overlap_errors = flatten_zones(policy.zones)
     errors.extend(overlap_errors)
-    errors.extend(_zones_that_never_match(policy.zones, intervals))
+    if not overlap_errors:  # an ambiguous zone also owns nothing: one error says it
+        errors.extend(_zones_that_never_match(policy.zones, intervals))
+    for group in policy.groups:  # a cycle or an unknown member is an error even in a group no rule names
+        expand.ports_of(group.name, group.span)
     protected = ports.to_ranges(ports.by_protocol(r for g in PROTECTED_GROUPS for r in expand.ports_of(g)))
     zone_names = {LOCALHOST} | {z.name for z in policy.zones}
     wide_zones = {z.name for z in policy.zones if any(isinstance(s, m.AnySource) for s in z.sources)}
@@ -79,7 +82,6 @@ def check_policy(policy: m.Policy) -> CheckedPolicy:
         for i, rule in enumerate(policy.rules, start=1)
     )
     assertions = tuple(_check_assertion(a, zone_names, expand, errors) for a in policy.assertions)
-    _check_table_name(policy, errors)
     if errors:
         raise PolicyError(errors)
     return CheckedPolicy(policy, policy.zones, intervals, rules, assertions, protected, tuple(warnings))
@@ -113,6 +115,10 @@ class _Expander:
         if name in self.done:
             return self.done[name]
         item = self.definitions.get(name)
+        if item is None and name == m.ANY_SERVICE:
+            self.errors.append(error("a group lists services, not 'any'", span,
+                                     hint="'any' is for rules only: allow ZONES -> any"))
+            return ()
         if item is None:
             self.errors.append(error(f"unknown service '{name}'", span, did_you_mean(name, self.definitions)))
             return ()
@@ -133,12 +139,16 @@ def _check_zones(policy: m.Policy, errors: list[Diagnostic]) -> None:
     seen: dict[str, m.Zone] = {}
     for zone in policy.zones:
         if zone.name == LOCALHOST:
-            errors.append(error("'localhost' is a built-in zone (the loopback interface)", zone.span))
+            errors.append(error("'localhost' is a built-in zone (the loopback interface)", zone.span,
+                                hint="choose another name; loopback traffic is always accepted"))
+        elif zone.name == m.ANY_SERVICE:
+            errors.append(error("'any' cannot name a zone: in a rule it would read as every address", zone.span,
+                                hint="a zone of every address is written: zone internet = any"))
         elif zone.name in seen:
             errors.append(error(f"duplicate zone '{zone.name}'", zone.span,
                                 hint=f"first defined at {seen[zone.name].span}"))
         seen.setdefault(zone.name, zone)
-        if not zone_networks(zone) and not interfaces(zone):
+        if not zone_networks(zone) and not interfaces(zone) and not zone.dynamic:
             errors.append(error(f"zone '{zone.name}' is empty", zone.span,
                                 hint="its address file holds no address"))
         claimed: dict[str, m.Span | None] = {}
@@ -155,20 +165,49 @@ def _check_interfaces_unique(policy: m.Policy, errors: list[Diagnostic]) -> None
         for source in zone.sources:
             if isinstance(source, m.InterfaceSource):
                 if source.name in ("lo", "lo*"):
-                    errors.append(error("the loopback interface is the built-in zone 'localhost'", source.span))
+                    errors.append(error("the loopback interface is the built-in zone 'localhost'", source.span,
+                                        hint="remove it: loopback traffic is always accepted"))
+                elif _overlapping_pattern(source.name, owner):
+                    other = _overlapping_pattern(source.name, owner)
+                    errors.append(error(f"interface {source.name} overlaps {other} (zone '{owner[other]}')",
+                                        source.span, hint="a packet belongs to one zone: keep only one of the two"))
                 elif owner.get(source.name, zone.name) != zone.name:
                     errors.append(error(f"interface {source.name} is in zone '{owner[source.name]}' "
-                                        f"and in zone '{zone.name}'", source.span))
+                                        f"and in zone '{zone.name}'", source.span,
+                                        hint="a packet belongs to one zone: list each interface once"))
                 owner.setdefault(source.name, zone.name)
+
+
+def _overlapping_pattern(name: str, seen: dict[str, str]) -> str:
+    """Another interface pattern that matches some of the same names: `eth*` and `eth0`, `eth*` and `eth1*`."""
+    for other in seen:
+        if other == name:
+            continue
+        a, b = name.rstrip("*"), other.rstrip("*")
+        if (other.endswith("*") and a.startswith(b)) or (name.endswith("*") and b.startswith(a)):
+            return other
+    return ""
 
 
 def _zones_that_never_match(zones: tuple[m.Zone, ...], intervals: tuple[Interval, ...]) -> list[Diagnostic]:
     owners = {i.zone for i in intervals}
     return [
-        error(f"zone '{z.name}' can never match: more specific zones claim all its addresses", z.span)
+        error(f"zone '{z.name}' can never match: more specific zones claim all its addresses", z.span,
+              hint="they are " + _and([f"'{name}'" for name in _zones_inside(z, zones)]))
         for z in zones
         if zone_networks(z) and not interfaces(z) and z.name not in owners
     ]
+
+
+def _and(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def _zones_inside(zone: m.Zone, zones: tuple[m.Zone, ...]) -> list[str]:
+    """The other zones holding a network inside one of `zone`'s networks, in source order."""
+    mine = [network for network, _ in zone_networks(zone)]
+    return [other.name for other in zones if other.name != zone.name and any(
+        n.version == o.version and n.subnet_of(o) for n, _ in zone_networks(other) for o in mine)]
 
 
 def _check_rule(rule_id, rule: m.Rule, zone_names, expand: _Expander, protected, wide_zones, errors, warnings):
@@ -181,9 +220,10 @@ def _check_rule(rule_id, rule: m.Rule, zone_names, expand: _Expander, protected,
             errors.append(error("'limit' needs named services, not 'any'", rule.limit.span))
         if rule.action == "allow" and LOCALHOST not in zones:
             warnings.append(warning(
-                "'any' does not open the protected local-only ports (zimbra.internal, zimbra.admin)",
+                "'any' does not open the protected local-only ports of zimbra.internal and zimbra.admin",
                 rule.services[0].span,
-                hint="name a service explicitly to open it, for example: allow lan -> zimbra.ldap",
+                hint=f"still closed: {' '.join(map(str, protected))}; to open one, name it, "
+                     f"for example: allow {zones[0]} -> zimbra.ldap",
             ))
         return CheckedRule(rule_id, rule, zones, ())
     if rule.limit and rule.action != "allow":
@@ -224,10 +264,12 @@ def _zone_refs(refs: tuple[m.Name, ...], zone_names: set[str], errors) -> tuple[
 
 
 def _check_duplicates(refs: tuple[m.Name, ...], what: str, errors) -> None:
-    seen = set()
+    seen: set[str] = set()
+    reported: set[str] = set()  # once per name, however often it repeats
     for ref in refs:
-        if ref.name in seen:
+        if ref.name in seen and ref.name not in reported:
             errors.append(error(f"{what} '{ref.name}' is listed twice", ref.span))
+            reported.add(ref.name)
         seen.add(ref.name)
 
 
@@ -240,9 +282,3 @@ def _check_assertion(assertion: m.Assertion, zone_names, expand: _Expander, erro
             continue
         services.append(ServiceRef(ref.name, expand.ports_of(ref.name, ref.span)))
     return CheckedAssertion(assertion, zones, tuple(services))
-
-
-def _check_table_name(policy: m.Policy, errors) -> None:
-    if policy.table in ("filter", "nat", "mangle", "raw", "security"):
-        errors.append(error(f"table name '{policy.table}' is too common: it may be another tool's table",
-                            hint="nftc replaces its table whole; pick a name only nftc uses, such as zfw"))

@@ -1,0 +1,97 @@
+"""The benchmark's namespace plumbing on top of nftc.netns.Lab: wiring a server to a client, running timed jobs
+and profiles inside a namespace, and starting (and killing, by PID) the small servers the workloads need."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+
+from nftc import netns
+
+from .measure import Sample
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+PYTHON = sys.executable
+
+
+def environment() -> dict[str, str]:
+    """No $SSH_CONNECTION: nftc apply's lockout guard must not judge the benchmark's own session."""
+    return {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
+
+
+def _host(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def wire_pair(lab: netns.Lab, server: str, client: str, server_addresses: dict[int, str],
+              client_addresses: dict[int, str], server_if: str = "eth0") -> None:
+    """A veth pair with host addresses and host routes to each other only: no default route, nothing else."""
+    lab.wire(server, client, tuple(_host(a) for a in server_addresses.values()),
+             tuple(_host(a) for a in client_addresses.values()), left_if=server_if)
+    for version, address in client_addresses.items():
+        flag = f"-{version}"
+        lab.exec(server, "ip", flag, "route", "add", _host(address), "dev", server_if, "src",
+                 server_addresses[version])
+        lab.exec(client, "ip", flag, "route", "add", _host(server_addresses[version]), "dev", "eth0", "src", address)
+
+
+def timed_jobs(namespace: str | None, rounds: int, jobs: list[dict]) -> dict[str, list[Sample]]:
+    """Run bench/measure.py (inside `namespace` unless None): the jobs alternate, round after round.
+
+    A small process of its own also keeps peak RSS honest: a child forked from the big benchmark process
+    would count the parent's pages it shares before exec."""
+    request = json.dumps({"rounds": rounds, "jobs": jobs})
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    result = subprocess.run([*prefix, PYTHON, os.path.join(BENCH, "measure.py")],
+                            input=request, capture_output=True, text=True, timeout=1800, env=environment())
+    if result.returncode != 0:
+        raise RuntimeError(f"timed jobs failed in {namespace}: {result.stderr.strip()[-600:]}")
+    return {name: [Sample(**s) for s in runs] for name, runs in json.loads(result.stdout).items()}
+
+
+def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict | None:
+    """pyinstrument's view of one nftc command (None when pyinstrument is not installed)."""
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        return None
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    result = subprocess.run([*prefix, PYTHON, os.path.join(BENCH, "profile.py"), str(top), "--", *nftc_args],
+                            capture_output=True, text=True, timeout=1800, env=environment())
+    if result.returncode != 0:
+        raise RuntimeError(f"profiling nftc {' '.join(nftc_args)} failed: {result.stderr.strip()[-600:]}")
+    return json.loads(result.stdout)
+
+
+def in_namespace(namespace: str, *argv: str, input: str | None = None, timeout: float = 600) -> str:
+    result = subprocess.run(["ip", "netns", "exec", namespace, *argv], input=input, capture_output=True, text=True,
+                            timeout=timeout, env=environment())
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed in {namespace}: {(result.stderr or result.stdout).strip()[-600:]}")
+    return result.stdout
+
+
+def start_ready(namespace: str, argv: list[str], pids: list[int]) -> subprocess.Popen:
+    """Start a server that prints `ready` once listening; its PID goes into `pids` (killed by stop())."""
+    process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    pids.append(process.pid)
+    ready, _, _ = select.select([process.stdout], [], [], 20)
+    if not ready or process.stdout.readline().strip() != b"ready":
+        raise RuntimeError(f"{' '.join(argv)} did not start in {namespace}")
+    return process
+
+
+def stop(pids: list[int]) -> None:
+    """SIGKILL the processes this benchmark started, by PID, and reap them."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    pids.clear()

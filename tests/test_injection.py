@@ -1,0 +1,197 @@
+"""Hostile text in every place a policy carries text: refused with a positioned message, or emitted as meant.
+
+Each payload (quote, semicolon, braces, newline, NUL, '#', backslash, escape sequences, 10k characters, non-ASCII)
+goes into each slot (zone, service, group and table names, descriptions, the log prefix, `file` and `include`
+paths, address-file contents, comments, the policy file's own name). Either `nftc compile` exits 2 with
+`FILE:LINE:COL: error:` on the payload's line and no control character reaches the terminal, or it exits 0 and
+the nft text is sound (two `table` statements, every string printable ASCII within the kernel's limits) and
+says what the policy means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+
+from nftc.cli import main
+from nftc.kernel import check_script
+
+from strategies import POSITIONED, control_characters, nft_text_problems, write_files
+
+PAYLOADS = {
+    "quote": '"',
+    "semicolon": ";",
+    "open-brace": "{",
+    "close-brace": "}",
+    "newline": "\n",
+    "nul": "\0",
+    "hash": "#",
+    "backslash": "\\",
+    "nft-statement": '"; flush ruleset; "',
+    "escape-sequence": "\x1b[2J",
+    "right-to-left-override": "\u202e",
+    "non-ascii": "é→🔥",
+    "long": "x" * 10_000,
+}
+BASE = "zone ok = 10.0.0.0/8\nallow ok -> ssh\n"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a payload goes: `files(payload)` -> {name: text}; the payload sits in `file` at line `line`."""
+
+    files: Callable[[str], dict[str, str]]
+    file: str = "policy.zfw"
+    line: int = 1
+    means: Callable[[str, str], bool] = field(default=lambda text, payload: True)
+
+
+def _path_files(payload: str, kind: str) -> dict[str, str]:
+    """A `file`/`include` naming `a<payload>.txt`, and that file on disk when such a name can exist."""
+    name = f"a{payload}.{kind}"
+    statement = f'zone ok = file "{name}"\n' if kind == "txt" else f'zone ok = 10.0.0.0/8\ninclude "{name}"\n'
+    files = {"policy.zfw": statement + "allow ok -> ssh\n"}
+    if "\0" not in payload and "/" not in payload and len(name.encode()) < 255:
+        files[name] = "10.0.0.0/8\n" if kind == "txt" else "allow ok -> smtp\n"
+    return files
+
+
+SLOTS = {
+    "zone-name": Slot(lambda p: {"policy.zfw": f"zone lan{p} = 10.1.0.0/16\n" + BASE}),
+    "service-name": Slot(lambda p: {"policy.zfw": f"service web{p} = tcp 8080\n" + BASE}),
+    "group-name": Slot(lambda p: {"policy.zfw": f"group mail{p} = smtp, submission\n" + BASE}),
+    "table-name": Slot(lambda p: {"policy.zfw": f"table t{p}\n" + BASE}),
+    "service-description": Slot(lambda p: {"policy.zfw": f'service web = tcp 8080 "web {p} site"\n' + BASE}),
+    "group-description": Slot(lambda p: {"policy.zfw": f'group mail = smtp, submission "mail {p} flow"\n' + BASE}),
+    "log-prefix": Slot(lambda p: {"policy.zfw": f'log drops prefix "drop{p}: "\n' + BASE},
+                       means=lambda text, p: f'log prefix "drop{p}: ok/default ' in text),
+    "file-path": Slot(lambda p: _path_files(p, "txt"),
+                      means=lambda text, p: "10.0.0.0/8 : goto zone_ok" in text),
+    "include-path": Slot(lambda p: _path_files(p, "zfw"), line=2,
+                         means=lambda text, p: 'counter name "ok/smtp/' in text),
+    "address-entry": Slot(lambda p: {"policy.zfw": 'zone ok = file "a.txt"\nallow ok -> ssh\n',
+                                     "a.txt": f"10.0.0.0/8{p}\n"}, file="a.txt",
+                          means=lambda text, p: "10.0.0.0/8 : goto zone_ok" in text),
+    "address-line": Slot(lambda p: {"policy.zfw": 'zone ok = file "a.txt"\nallow ok -> ssh\n',
+                                    "a.txt": f"192.0.2.0/24\n{p}\n10.0.0.0/8\n"}, file="a.txt", line=2,
+                         means=lambda text, p: "10.0.0.0/8 : goto zone_ok" in text),
+    "address-comment": Slot(lambda p: {"policy.zfw": 'zone ok = file "a.txt"\nallow ok -> ssh\n',
+                                       "a.txt": f"# {p}\n10.0.0.0/8\n"}, file="a.txt",
+                            means=lambda text, p: "10.0.0.0/8 : goto zone_ok" in text),
+    "policy-comment": Slot(lambda p: {"policy.zfw": f"# {p}\n" + BASE},
+                           means=lambda text, p: 'counter name "ok/ssh/r1"' in text),
+}
+CASES = [pytest.param(slot, payload, id=f"{slot}-{payload}") for slot in SLOTS for payload in PAYLOADS]
+
+
+def compile_files(files: dict[str, str], directory: pathlib.Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    path = write_files(directory, files)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["compile", str(path)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def table_of(text: str) -> str:
+    return next(line.split()[2] for line in text.split("\n") if line.startswith("table inet "))
+
+
+@pytest.mark.parametrize("slot_name, payload_name", CASES)
+def test_hostile_text_is_refused_with_a_position_or_emitted_as_meant(slot_name, payload_name, tmp_path):
+    slot, payload = SLOTS[slot_name], PAYLOADS[payload_name]
+    code, out, err = compile_files(slot.files(payload), tmp_path)
+    assert "Traceback" not in err
+    assert control_characters(err) == [], err[:400]
+    if code == 0:
+        assert nft_text_problems(out, table_of(out)) == []
+        assert slot.means(out, payload), out[:2000]
+        return
+    assert code == 2, err[:400]
+    first = err.split("\n", 1)[0]
+    assert POSITIONED.match(first), first[:300]
+    where = re.match(r"^(.*):(\d+):\d+: error: ", first)
+    assert pathlib.Path(where.group(1)).name == slot.file, first[:300]
+    assert slot.line <= int(where.group(2)) <= slot.line + payload.count("\n"), first[:300]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("slot_name, payload_name", CASES)
+def test_hostile_text_that_compiles_is_accepted_by_the_kernel(slot_name, payload_name, tmp_path):
+    code, out, _ = compile_files(SLOTS[slot_name].files(PAYLOADS[payload_name]), tmp_path)
+    if code != 0:
+        pytest.skip("refused by the compiler: nothing reaches the kernel")
+    result = check_script(out)
+    assert result.ok, result.error
+
+
+FILE_NAMES = {
+    "quote": 'a"b.zfw',
+    "space": "a b.zfw",
+    "non-ascii": "é ü→.zfw",
+    "nft-syntax": "a;b{c}#d.zfw",
+    "backslash": "a\\b.zfw",
+    "newline": "a\nb.zfw",
+    "escape-sequence": "\x1b[31mred.zfw",
+    "right-to-left-override": "\u202egpj.zfw",
+    "long": "p" * 200 + ".zfw",
+}
+
+
+@pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
+def test_a_hostile_policy_file_name_leaves_the_provenance_comments_sound(file_name, tmp_path):
+    code, out, err = compile_files({file_name: BASE}, tmp_path)
+    assert code == 0, err
+    assert nft_text_problems(out, "zfw") == []
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
+def test_a_hostile_policy_file_name_compiles_to_what_the_kernel_accepts(file_name, tmp_path):
+    code, out, err = compile_files({file_name: BASE}, tmp_path)
+    assert code == 0, err
+    result = check_script(out)
+    assert result.ok, result.error
+
+
+@pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
+def test_a_hostile_policy_file_name_keeps_the_diagnostic_on_one_safe_line(file_name, tmp_path):
+    code, _, err = compile_files({file_name: "zone ok = 10.0.0.0/8\nallow ok -> nosuch\n"}, tmp_path)
+    assert code == 2
+    assert POSITIONED.match(err.split("\n", 1)[0]), err[:300]
+    assert "unknown service 'nosuch'" in err.split("\n", 1)[0]
+    assert control_characters(err) == [], err[:300]
+
+
+def test_errors_about_the_policy_file_itself_are_one_clear_line(tmp_path):
+    (tmp_path / "folder.zfw").mkdir()
+    for path in (tmp_path / "missing.zfw", tmp_path / "folder.zfw"):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["compile", str(path)])
+        first = err.getvalue().split("\n", 1)[0]
+        assert code == 2
+        assert first.startswith(("error: ", f"{path}:")), first
+        assert path.name in first
+
+
+def test_an_address_file_that_is_a_fifo_fails_fast_with_a_position(tmp_path):
+    """A FIFO (or a device) named by `file` must not block the compiler forever."""
+    os.mkfifo(tmp_path / "blocklist.txt")
+    (tmp_path / "policy.zfw").write_text('zone banned = file "blocklist.txt"\nzone ok = 10.0.0.0/8\n'
+                                         "allow ok -> ssh\n")
+    try:
+        process = subprocess.run([sys.executable, "-m", "nftc", "compile", str(tmp_path / "policy.zfw")],
+                                 capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("nftc compile still reading a FIFO after 10 s")
+    assert process.returncode == 2, process.stderr
+    assert POSITIONED.match(process.stderr), process.stderr[:300]
