@@ -97,30 +97,29 @@ def compile_sizes(config: Config) -> Section:
 # 2. Rules a packet traverses.
 
 
-def _set_has(table: ir.Table, name: str, port: int) -> bool:
-    found = next(s for s in table.sets if s.name == name)
-    return any(e.key == port or (isinstance(e.key, ir.Range) and e.key.first <= port <= e.key.last)
-               for e in found.elements)
-
-
-def _accepts(table: ir.Table, rule: ir.Rule, protocol: str, port: int) -> bool:
-    verdicts = [s for s in rule.statements if isinstance(s, ir.Verdict)]
-    matches = [s for s in rule.statements if isinstance(s, ir.Match)]
-    if not verdicts or verdicts[-1].kind != "accept":
-        return False
-    return all(isinstance(m.left, ir.Payload) and m.left.protocol == protocol and m.left.field == "dport"
-               and isinstance(m.right, ir.SetRef) and _set_has(table, m.right.name, port) for m in matches)
+def _port_map_target(table: ir.Table, zone: str, protocol: str, port: int) -> str:
+    """The action chain the zone's port map sends (protocol, port) to."""
+    found = next(s for s in table.sets if s.name == f"ports_{zone}")
+    for element in found.elements:
+        key_protocol, key_port = element.key.parts
+        low, high = (key_port.first, key_port.last) if isinstance(key_port, ir.Range) else (key_port, key_port)
+        if key_protocol == protocol and low <= port <= high:
+            return element.verdict.target
+    raise LookupError(f"{protocol}/{port} is not opened to zone {zone}")
 
 
 def path_length(table: ir.Table, zone: str, protocol: str, port: int) -> tuple[int, int]:
-    """(input rules up to the IPv4 source dispatch, zone chain rules up to the accepting one) for a new IPv4
-    connection from `zone` to `port`."""
+    """(input rules up to the IPv4 source dispatch, rules in the zone chain and the rule's chain up to the accept)
+    for a new IPv4 connection from `zone` to `port`."""
     chains = {c.name: c for c in table.chains}
     dispatch = next(i for i, r in enumerate(chains["input"].rules)
                     if any(isinstance(s, ir.VerdictMap) and s.key == ir.Payload("ip", "saddr") for s in r.statements))
     zone_rules = chains[f"zone_{zone}"].rules
-    accept = next(i for i, r in enumerate(zone_rules) if _accepts(table, r, protocol, port))
-    return dispatch + 1, accept + 1
+    lookup = next(i for i, r in enumerate(zone_rules) if any(isinstance(s, ir.VerdictMap) for s in r.statements))
+    action = chains[_port_map_target(table, zone, protocol, port)].rules
+    accept = next(i for i, r in enumerate(action) if any(isinstance(s, ir.Verdict) and s.kind == "accept"
+                                                           for s in r.statements))
+    return dispatch + 1, lookup + 1 + accept + 1
 
 
 def rule_path(config: Config) -> Section:
@@ -140,17 +139,16 @@ def rule_path(config: Config) -> Section:
             paths.setdefault((label.split()[-1], role), {})[label] = before + in_zone
             rows.append([label, f"{zone} -> {port}/tcp", str(before), str(in_zone), str(before + in_zone),
                          f"{elements:,}"])
-    section.table(["policy", "new connection", "input rules (to the dispatch)", "zone chain rules (to the accept)",
+    section.table(["policy", "new connection", "input rules (to the dispatch)", "zone and rule chains (to the accept)",
                    "rules in all", "set/map elements"], rows)
     section.notes.append("Counted on the compiled IR (nftc.compiler.compile_policy): the rules of `input` up to "
-                         "and including the IPv4 source verdict map, then the zone chain's rules up to the one "
-                         "that accepts. Set and map lookups are one rule each whatever their size.")
+                         "and including the IPv4 source verdict map, then the zone chain's rules up to its port "
+                         "map, then the rules of the chain that map sends the port to, up to the accept. Set and "
+                         "map lookups are one rule each whatever their size.")
     growing = sorted({label for by_label in paths.values() for label, length in by_label.items()
                       if length > min(by_label.values())})
-    section.notes.append("The path grows for: " + ", ".join(growing) + ". A rule naming N services compiles to N "
-                         "rules (one port set each), so the last service's packet walks all of them; one set per "
-                         "rule and protocol (or a port -> verdict map per zone) would make it one lookup."
-                         if growing else "The path does not grow with the number of addresses or ports.")
+    section.notes.append("The path grows for: " + ", ".join(growing) + "."
+                         if growing else "The path does not grow with the number of addresses, ports or services.")
     return section
 
 

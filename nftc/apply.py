@@ -78,7 +78,7 @@ def apply_table(state: StateDir, target: Target, script: str, record: dict, conf
         if token is None:
             state.remove("pending.json")  # applied without --confirm: the admin keeps this table
         deadline = _set_deadline(state, token, confirm_seconds) if token else None
-        _record_applied(state, target, record)
+        _record_applied(state, target, record, full)
         return Applied(record["digest"], target.name, deadline, pending is not None,
                        sum(len(v) for v in carried.values()))
 
@@ -127,9 +127,10 @@ def _pause_for_tests() -> None:
         time.sleep(float(pause))
 
 
-def _record_applied(state: StateDir, target: Target, record: dict) -> None:
-    listing = kernel.list_table(target.family, target.name) or ""
-    state.write_text("applied.nft", live.normalise(listing))
+def _record_applied(state: StateDir, target: Target, record: dict, script: str) -> None:
+    """Keep the script that was loaded, not a listing of the result: listing a large table again would double the
+    cost of an apply; `status` and `diff` list the script in a private namespace when they need to (drift)."""
+    state.write_text("applied.script", script)
     state.write_json("applied.json", {**record, "family": target.family, "table": target.name, "time": now_iso()})
 
 
@@ -200,17 +201,16 @@ def _restore_snapshot(state: StateDir) -> dict:
         script = target.replace_script(body) + _element_commands(target, _declared(elements, body))
     _load(script, script)
     state.remove("pending.json")
-    _record_restored(state, target, meta.get("applied"), snapshot is not None)
+    _record_restored(state, meta.get("applied"), script if snapshot is not None else None)
     return meta
 
 
-def _record_restored(state: StateDir, target: Target, applied: dict | None, exists: bool) -> None:
-    if applied is None or not exists:
+def _record_restored(state: StateDir, applied: dict | None, script: str | None) -> None:
+    if applied is None or script is None:
         state.remove("applied.json")
-        state.remove("applied.nft")
+        state.remove("applied.script")
         return
-    listing = kernel.list_table(target.family, target.name) or ""
-    state.write_text("applied.nft", live.normalise(listing))
+    state.write_text("applied.script", script)
     state.write_json("applied.json", {**applied, "time": now_iso(), "restored": True})
 
 

@@ -139,8 +139,10 @@ def _drift(state: StateDir, live_listing: str, reference: str | None = None) -> 
 
     digest = live.digest(live_listing)
     applied = state.read_json("applied.json") or {}
-    recorded = state.read_text("applied.nft")
-    if recorded is not None and applied.get("digest") == digest:
+    script = state.read_text("applied.script")
+    if script is not None and applied.get("digest") == digest:
+        from . import kernel
+        recorded = kernel.listing_in_private_namespace(script, applied["family"], applied["table"])
         lines = live.drift(live_listing, recorded)
     elif reference is not None and live.digest(reference) == digest:
         lines = live.drift(live_listing, reference)

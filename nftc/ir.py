@@ -25,7 +25,14 @@ class Ct:
     key: str  # state
 
 
-Field = Union[Meta, Payload, Ct]
+@dataclass(frozen=True)
+class Concat:
+    """`a . b`: a concatenated key (of fields, for a lookup) or value (of literals, for an element)."""
+
+    parts: tuple
+
+
+Field = Union[Meta, Payload, Ct, Concat]
 
 
 # Values: the right side of a match.
@@ -60,7 +67,7 @@ class Flags:
     values: tuple[str, ...]
 
 
-Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags]
+Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags, Concat]
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ class Chain:
 
 @dataclass(frozen=True)
 class Element:
-    key: str | int | Prefix | Range
+    key: str | int | Prefix | Range | Concat
     verdict: Verdict | None = None
 
 
@@ -153,7 +160,7 @@ class Set:
     """A named set, or a verdict map when `is_map`; dynamic sets are filled by the ruleset itself."""
 
     name: str
-    key_type: str  # ipv4_addr, ipv6_addr, inet_service, ifname
+    key_type: str  # ipv4_addr, ipv6_addr, inet_service, ifname, "inet_proto . inet_service"
     elements: tuple[Element, ...] = ()
     interval: bool = False
     is_map: bool = False

@@ -16,7 +16,6 @@ _POLICY = re.compile(r'comment "nftc \S+ policy (\S+) sha256:')
 _BLOCK = re.compile(r"^\t(set|map|chain|counter|limit) (\S+) \{$")
 _COUNTER_VALUES = re.compile(r"^\s*packets \d+ bytes \d+\s*$")
 _INLINE_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-_RULE_COUNTER = re.compile(r'counter name "([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -123,23 +122,20 @@ class Opening:
 
 
 def openings(listing: str | None) -> set[Opening]:
+    """One per action chain `ZONE/SERVICE/RULE`: the zone's port map sends the ports that rule decides there."""
     found = set()
     for block in blocks(listing or ""):
-        if block.kind != "chain" or not block.name.startswith("zone_"):
-            continue
-        for line in block.lines:
-            counter = _RULE_COUNTER.search(line)
-            parts = counter.group(1).split("/") if counter else []
-            if len(parts) == 3:
-                found.add(Opening(parts[0], parts[1], _action(line), parts[2]))
+        parts = block.name.split("/")
+        if block.kind == "chain" and len(parts) == 3:
+            found.add(Opening(parts[0], parts[1], _action(block.lines), parts[2]))
     return found
 
 
-def _action(line: str) -> str:
-    body = re.sub(r' comment "[^"]*"$', "", line.strip())
-    if body.endswith("accept") or body.endswith("jump broad_allow"):
+def _action(lines: tuple[str, ...]) -> str:
+    verdicts = [re.sub(r' comment "[^"]*"$', "", line.strip()) for line in lines]
+    if any(body.endswith(" accept") for body in verdicts):
         return "allow"
-    return "reject" if " reject" in body else "deny"
+    return "reject" if any(" reject" in body for body in verdicts) else "deny"
 
 
 def policy_changes(old: str | None, new: str) -> list[str]:

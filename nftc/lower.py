@@ -1,8 +1,10 @@
 """Checked policy -> nftables IR: one inet table with an input chain that dispatches to one chain per zone.
 
-The path of a packet: loopback, anti-spoofing, UDP 11211, conntrack, ICMP, then one lookup in an interface map
-and one in an address interval map that jump to the zone's chain, whose rules test named port sets. No path
-grows with the number of ports or addresses.
+The path of a new connection: loopback, anti-spoofing, UDP 11211, conntrack, ICMP, one lookup in an interface
+map and one in an address interval map (-> the zone's chain), one lookup in the zone's port map (protocol . port
+-> the chain of the rule and service that decide it), then that chain's counter and verdict. The zone's port map
+is built from `reach.zone_segments`, the same first-match walk the assertions are proved with, so what the kernel
+does and what nftc proves are one computation. No path grows with the number of rules, ports or addresses.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from . import ir
 from . import model as m
 from . import ports
 from .model import PROTOCOLS
-from .resolve import LOCALHOST, CheckedPolicy, CheckedRule, ServiceRef
-from .zones import interfaces
+from .reach import Decision, Segment, zone_segments
+from .resolve import LOCALHOST, CheckedPolicy, CheckedRule
+from .zones import BITS, Interval, interfaces
 
 ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
@@ -41,14 +44,6 @@ class _Builder:
     def counter(self, name: str, comment: str = "") -> ir.CounterRef:
         self.counters.setdefault(name, ir.Counter(name, comment))
         return ir.CounterRef(name)
-
-    def port_set(self, service: ServiceRef, protocol: str) -> ir.SetRef:
-        name = f"svc_{service.name}_{protocol}"
-        if name not in self.sets:
-            spans = ports.by_protocol(service.ports)[protocol]
-            self.sets[name] = ir.Set(name, "inet_service", _port_elements(spans), interval=True,
-                                     comment=_comment(service.name))
-        return ir.SetRef(name)
 
     def where(self, span: m.Span | None) -> str:
         if span is None:
@@ -87,11 +82,9 @@ class _Builder:
 def lower_policy(checked: CheckedPolicy) -> ir.Table:
     builder = _Builder(checked)
     protected = {p: builder.protected_set(p) for p in PROTOCOLS}
-    zone_chains = [_zone_chain(builder, LOCALHOST)] + [_zone_chain(builder, z.name) for z in checked.zones]
-    broad = _broad_chain(protected) if any(r.broad and r.rule.action == "allow" for r in checked.rules) else None
+    zone_chains = [_zone_chain(builder, zone, protected) for zone in checked.zone_names()]
     input_chain = _input_chain(builder)
     output_chain = _output_chain(builder)
-    chains = (input_chain, output_chain, *zone_chains, *builder.chains.values()) + ((broad,) if broad else ())
     return ir.Table(
         family="inet",
         name=checked.policy.table,
@@ -99,7 +92,7 @@ def lower_policy(checked: CheckedPolicy) -> ir.Table:
         counters=tuple(builder.counters.values()),
         limits=tuple(builder.limits.values()),
         sets=tuple(builder.sets.values()),
-        chains=chains,
+        chains=(input_chain, output_chain, *zone_chains, *builder.chains.values()),
     )
 
 
@@ -179,71 +172,110 @@ def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
             continue
         name = f"zones_v{version}"
         b.sets[name] = ir.Set(name, key_type, tuple(
-            ir.Element(_address_key(i.render()), ir.Verdict("goto", f"zone_{i.zone}")) for i in intervals),
+            ir.Element(_address_key(i), ir.Verdict("goto", f"zone_{i.zone}")) for i in intervals),
             interval=True, is_map=True, comment="source -> most specific zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Payload(protocol, "saddr"), name),),
                              f"zones by IPv{version} source"))
     return rules
 
 
-def _address_key(text: str) -> str | ir.Prefix | ir.Range:
-    if "-" in text:
-        first, last = text.split("-")
-        return ir.Range(first, last)
-    if "/" in text:
-        address, length = text.split("/")
-        return ir.Prefix(address, int(length))
-    return text
+def _address_key(interval: Interval) -> str | ir.Prefix | ir.Range:
+    length = interval.prefix_length()
+    if length is None:
+        return ir.Range(interval.address(interval.first), interval.address(interval.last))
+    if length == BITS[interval.version]:
+        return interval.address(interval.first)
+    return ir.Prefix(interval.address(interval.first), length)
 
 
-def _zone_chain(b: _Builder, zone: str) -> ir.Chain:
-    rules: list[ir.Rule] = []
-    for rule in b.checked.rules_for(zone):
-        rules += _broad_rules(b, zone, rule) if rule.broad else _service_rules(b, zone, rule)
+def _zone_chain(b: _Builder, zone: str, protected: dict[str, ir.SetRef | None]) -> ir.Chain:
+    """One port-map lookup decides TCP and UDP; other protocols go to the zone's first broad rule, if any."""
+    rules = _port_map_rules(b, zone)
+    broad = next((r for r in b.checked.rules_for(zone) if r.broad), None)
+    if broad is not None:
+        verdict = {"allow": "accept", "deny": "drop"}.get(broad.rule.action, broad.rule.action)
+        chain = _action_chain(b, zone, Decision(verdict, broad.id, broad, "any"))
+        other = ir.Match(ir.Meta("l4proto"), ir.AnonSet(PROTOCOLS), negate=True)
+        rules.append(ir.Rule((other, ir.Verdict("goto", chain)), f"{b.where(broad.rule.span)} {broad.id}"))
     if zone == LOCALHOST:
         rules.append(ir.Rule((b.counter("localhost/accept"), ir.Verdict("accept")), "loopback is trusted"))
-    else:
-        rules += b.log_rule((), f"{zone}/default", None)
-        rules.append(ir.Rule((b.counter(f"{zone}/default-drop"), ir.Verdict("drop")), f"zone {zone}: no rule"))
+        return ir.Chain(f"zone_{zone}", tuple(rules), comment="zone localhost")
+    for protocol, ref in protected.items():
+        if ref is not None:  # closed anyway; counted apart: knocks on local-only ports
+            match = ir.Match(ir.Payload(protocol, "dport"), ref)
+            rules += b.log_rule((match,), f"{zone}/protected", None)
+            rules.append(ir.Rule((match, b.counter(f"{zone}/protected-drop"), ir.Verdict("drop")),
+                                 f"zone {zone}: protected port"))
+    rules += b.log_rule((), f"{zone}/default", None)
+    rules.append(ir.Rule((b.counter(f"{zone}/default-drop"), ir.Verdict("drop")), f"zone {zone}: no rule"))
     return ir.Chain(f"zone_{zone}", tuple(rules), comment=_comment(f"zone {zone}"))
 
 
-def _service_rules(b: _Builder, zone: str, rule: CheckedRule) -> list[ir.Rule]:
-    rules = []
+def _port_map_rules(b: _Builder, zone: str) -> list[ir.Rule]:
+    elements = tuple(
+        ir.Element(ir.Concat((segment.protocol, _port_key(segment.first, segment.last))),
+                   ir.Verdict("goto", _action_chain(b, zone, segment.decision)))
+        for segment in _merged(zone_segments(b.checked, zone)) if segment.decision.rule is not None
+    )
+    if not elements:
+        return []
+    name = f"ports_{zone}"
+    b.sets[name] = ir.Set(name, "inet_proto . inet_service", elements, interval=True, is_map=True,
+                          comment=_comment(f"zone {zone}: protocol . port -> the rule that decides it"))
+    key = ir.Concat((ir.Meta("l4proto"), ir.Payload("th", "dport")))
+    return [ir.Rule((ir.VerdictMap(key, name),), _comment(f"zone {zone}: first matching rule, per port"))]
+
+
+def _merged(segments: tuple[Segment, ...]) -> list[Segment]:
+    out: list[Segment] = []
+    for segment in segments:
+        last = out[-1] if out else None
+        if last and (last.protocol, last.decision, last.last + 1) == (segment.protocol, segment.decision, segment.first):
+            out[-1] = Segment(last.protocol, last.first, segment.last, last.decision)
+        else:
+            out.append(segment)
+    return out
+
+
+def _port_key(first: int, last: int) -> int | ir.Range:
+    return first if first == last else ir.Range(first, last)
+
+
+def _action_chain(b: _Builder, zone: str, decision: Decision) -> str:
+    """`ZONE/SERVICE/RULE`: the counter and verdict of one rule for one service in one zone (made once)."""
+    rule = decision.rule
+    name = f"{zone}/{decision.service}/{rule.id}"
+    if name in b.chains:
+        return name
     where = f"{b.where(rule.rule.span)} {rule.id}"
-    for service in rule.services:
-        for protocol in PROTOCOLS:
-            if not ports.by_protocol(service.ports)[protocol]:
-                continue
-            port_match = ir.Match(ir.Payload(protocol, "dport"), b.port_set(service, protocol))
-            counter = b.counter(f"{zone}/{service.name}/{rule.id}", where)
-            rules += _limit_rules(b, rule, port_match, where)
-            rules += _verdict_rules(b, rule, (port_match,), counter, protocol, where)
-    return rules
-
-
-def _verdict_rules(b: _Builder, rule: CheckedRule, matches, counter, protocol, where) -> list[ir.Rule]:
+    counter = b.counter(name, where)
     action = rule.rule.action
     if action == "allow":
-        logged = _accept_log(b, rule, matches) if rule.rule.log else []
-        return logged + [ir.Rule(matches + (counter, ir.Verdict("accept")), where)]
-    log = b.log_rule(matches, rule.id, rule.rule.span, asked=rule.rule.log)
-    if action == "deny":
-        return [*log, ir.Rule(matches + (counter, ir.Verdict("drop")), where)]
-    if protocol == "tcp":
-        return [*log, ir.Rule(matches + (counter, ir.Verdict("reject", reject_with="tcp reset")), where)]
-    return [*log, ir.Rule(matches + (counter, ir.Verdict("reject")), where)]
+        rules = _limit_rules(b, rule, where) + _accept_log(b, rule)
+        rules.append(ir.Rule((counter, ir.Verdict("accept")), where))
+    else:
+        rules = list(b.log_rule((), rule.id, rule.rule.span, asked=rule.rule.log))
+        if action == "deny":
+            rules.append(ir.Rule((counter, ir.Verdict("drop")), where))
+        else:
+            tcp = ir.Match(ir.Meta("l4proto"), "tcp")
+            rules += [ir.Rule((tcp, counter, ir.Verdict("reject", reject_with="tcp reset")), where),
+                      ir.Rule((counter, ir.Verdict("reject")), where)]
+    b.chains[name] = ir.Chain(name, tuple(rules), comment=_comment(f"{where}: {zone} -> {decision.service}"))
+    return name
 
 
-def _accept_log(b: _Builder, rule: CheckedRule, matches) -> list[ir.Rule]:
+def _accept_log(b: _Builder, rule: CheckedRule) -> list[ir.Rule]:
+    if not rule.rule.log:
+        return []
     log = b.checked.policy.log_drops
     rate = log.rate if log else DEFAULT_LOG_RATE
     burst = log.burst if log else 5
     prefix = f"{b.checked.policy.table} accept: {rule.id} "
-    return [ir.Rule(matches + (ir.Limit(rate.count, rate.unit, burst), ir.Log(prefix)), b.where(rule.rule.span))]
+    return [ir.Rule((ir.Limit(rate.count, rate.unit, burst), ir.Log(prefix)), b.where(rule.rule.span))]
 
 
-def _limit_rules(b: _Builder, rule: CheckedRule, port_match, where) -> list[ir.Rule]:
+def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
     """Over the rate: go to the rule's over-limit chain. The limiter runs once per packet, never twice."""
     limit = rule.rule.limit
     if limit is None:
@@ -253,40 +285,15 @@ def _limit_rules(b: _Builder, rule: CheckedRule, port_match, where) -> list[ir.R
     if not limit.per_source:
         name = f"limit_{rule.id}"
         b.limits.setdefault(name, ir.LimitObject(name, over, where))
-        return [ir.Rule((port_match, ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
+        return [ir.Rule((ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
     rules = []
     for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
         name = f"limit_{rule.id}_v{version}"
         b.sets.setdefault(name, ir.Set(name, key_type, dynamic=True, size=LIMIT_SET_SIZE,
                                        timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter")))
         update = ir.SetUpdate(name, ir.Payload(protocol, "saddr"), over)
-        rules.append(ir.Rule((port_match, update, ir.Verdict("goto", chain)), where))
+        rules.append(ir.Rule((update, ir.Verdict("goto", chain)), where))
     return rules
-
-
-def _broad_rules(b: _Builder, zone: str, rule: CheckedRule) -> list[ir.Rule]:
-    where = f"{b.where(rule.rule.span)} {rule.id}"
-    counter = b.counter(f"{zone}/any/{rule.id}", where)
-    action = rule.rule.action
-    if action == "allow":
-        return [ir.Rule((counter, ir.Verdict("jump", "broad_allow")), where)]
-    log = list(b.log_rule((), rule.id, rule.rule.span, asked=rule.rule.log))
-    if action == "deny":
-        return log + [ir.Rule((counter, ir.Verdict("drop")), where)]
-    tcp = ir.Match(ir.Meta("l4proto"), "tcp")
-    return log + [ir.Rule((tcp, counter, ir.Verdict("reject", reject_with="tcp reset")), where),
-                  ir.Rule((counter, ir.Verdict("reject")), where)]
-
-
-def _broad_chain(protected: dict[str, ir.SetRef | None]) -> ir.Chain:
-    """`allow ZONE -> any`: everything but the protected ports, which only a rule naming them opens."""
-    rules = [
-        ir.Rule((ir.Match(ir.Payload(protocol, "dport"), ref), ir.Verdict("return")),
-                "protected ports are not opened by 'any'")
-        for protocol, ref in protected.items() if ref is not None
-    ]
-    rules.append(ir.Rule((ir.Verdict("accept"),), "allow ZONE -> any"))
-    return ir.Chain("broad_allow", tuple(rules))
 
 
 def _output_chain(b: _Builder) -> ir.Chain:

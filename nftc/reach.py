@@ -19,6 +19,7 @@ class Decision:
     verdict: str  # accept, drop or reject
     reason: str  # rule id, "loopback", "memcached-udp" or "default-drop"
     rule: CheckedRule | None = None
+    service: str = ""  # the service of the rule that decides ("any" for a broad rule)
 
     @property
     def limited(self) -> bool:
@@ -41,11 +42,21 @@ class Segment:
 
 
 def rule_ports(checked: CheckedPolicy, rule: CheckedRule) -> dict[str, ports.Spans]:
-    """The ports a rule matches; a broad rule matches every port outside the protected set."""
+    """The ports a rule matches. `allow Z -> any` opens every port outside the protected set; a broad deny or
+    reject closes every port."""
+    if rule.broad and rule.rule.action != "allow":
+        return {p: ports.ALL_PORTS for p in PROTOCOLS}
     if rule.broad:
         protected = ports.by_protocol(checked.protected)
         return {p: ports.subtract(ports.ALL_PORTS, protected[p]) for p in PROTOCOLS}
     return ports.by_protocol(r for s in rule.services for r in s.ports)
+
+
+def _service_ports(checked: CheckedPolicy, rule: CheckedRule, protocol: str):
+    """(service name, ports) in the rule's order; a broad rule is the one service `any`."""
+    if rule.broad:
+        return [("any", rule_ports(checked, rule)[protocol])]
+    return [(s.name, ports.by_protocol(s.ports)[protocol]) for s in rule.services]
 
 
 def zone_segments(checked: CheckedPolicy, zone: str) -> tuple[Segment, ...]:
@@ -58,10 +69,11 @@ def zone_segments(checked: CheckedPolicy, zone: str) -> tuple[Segment, ...]:
             segments += _cut(protocol, memcached, Decision("drop", "memcached-udp"))
             open_ports = ports.subtract(open_ports, memcached)
         for rule in checked.rules_for(zone):
-            matched = ports.intersect(open_ports, rule_ports(checked, rule)[protocol])
             verdict = {"allow": "accept", "deny": "drop"}.get(rule.rule.action, rule.rule.action)
-            segments += _cut(protocol, matched, Decision(verdict, rule.id, rule))
-            open_ports = ports.subtract(open_ports, matched)
+            for service, spans in _service_ports(checked, rule, protocol):
+                matched = ports.intersect(open_ports, spans)
+                segments += _cut(protocol, matched, Decision(verdict, rule.id, rule, service))
+                open_ports = ports.subtract(open_ports, matched)
         fallback = Decision("accept", "loopback") if zone == LOCALHOST else Decision("drop", "default-drop")
         segments += _cut(protocol, open_ports, fallback)
     return tuple(sorted(segments, key=lambda s: (s.protocol, s.first)))

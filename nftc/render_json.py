@@ -42,7 +42,8 @@ def _comment(text: str) -> dict[str, str]:
 
 
 def _set(owner: dict, s: ir.Set) -> dict[str, Any]:
-    body: dict[str, Any] = dict(owner, name=s.name, type=s.key_type)
+    key_type = [part.strip() for part in s.key_type.split(".")] if "." in s.key_type else s.key_type
+    body: dict[str, Any] = dict(owner, name=s.name, type=key_type)
     if s.is_map:
         body["map"] = "verdict"
     # No "dynamic" flag: libnftables 1.0.6 JSON rejects it, and nft marks a set that rules update by itself.
@@ -98,6 +99,8 @@ def _statement(s: ir.Statement) -> dict[str, Any]:
 
 
 def _field(f: ir.Field) -> dict[str, Any]:
+    if isinstance(f, ir.Concat):
+        return {"concat": [_field(part) for part in f.parts]}
     if isinstance(f, ir.Meta):
         return {"meta": {"key": f.key}}
     if isinstance(f, ir.Ct):
@@ -116,6 +119,8 @@ def _value(v: ir.Value) -> Any:
         return {"range": [v.first, v.last]}
     if isinstance(v, ir.Flags):
         return list(v.values) if len(v.values) > 1 else v.values[0]
+    if isinstance(v, ir.Concat):
+        return {"concat": [_value(part) for part in v.parts]}
     return v
 
 

@@ -43,19 +43,16 @@ def _set_lines(s: ir.Set) -> list[str]:
     if s.comment:
         lines.append(f"\t\tcomment {_quote(s.comment)}")
     if s.elements:
-        items = [_element(e) for e in s.elements]
+        quote = s.key_type == "ifname"
+        items = [_element(e, quote) for e in s.elements]
         lines.append("\t\telements = { " + ",\n\t\t\t     ".join(items) + " }")
     lines.append("\t}")
     return lines
 
 
-def _element(element: ir.Element) -> str:
-    key = _value(element.key, quote=isinstance(element.key, str) and not _is_address(element.key))
+def _element(element: ir.Element, quote: bool) -> str:
+    key = _value(element.key, quote)
     return f"{key} : {_verdict(element.verdict)}" if element.verdict else key
-
-
-def _is_address(text: str) -> bool:
-    return any(c in text for c in ".:") and not any(c.isspace() for c in text)
 
 
 def _chain_lines(chain: ir.Chain) -> list[str]:
@@ -103,6 +100,8 @@ def _statement(s: ir.Statement) -> str:
 
 
 def _field(f: ir.Field) -> str:
+    if isinstance(f, ir.Concat):
+        return " . ".join(_field(part) for part in f.parts)
     if isinstance(f, ir.Meta):
         return f"meta {f.key}" if f.key in ("l4proto", "nfproto") else f.key
     if isinstance(f, ir.Ct):
@@ -121,6 +120,8 @@ def _value(v: ir.Value, quote: bool = False) -> str:
         return f"{v.first}-{v.last}"
     if isinstance(v, ir.Flags):
         return ",".join(v.values)
+    if isinstance(v, ir.Concat):
+        return " . ".join(_value(part, quote) for part in v.parts)
     if isinstance(v, str) and quote:
         return _quote(v)
     return str(v)

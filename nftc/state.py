@@ -5,7 +5,7 @@ Files, all written atomically (temporary file + rename):
   snapshot.nft     the nftc table as it was before the last apply (`nft list table` text); absent table: no file
   snapshot.json    {"family", "table", "existed", "time", "applied": the applied record it replaced or null}
   applied.json     {"policy", "digest", "family", "table", "time"}: what the last apply (or rollback) loaded
-  applied.nft      the kernel's listing of that table right after loading, normalised (see nftc.live)
+  applied.script   the script that loaded it (status and diff list it in a private namespace to find drift)
   pending.json     {"token", "deadline", "guard_pid"}: a `--confirm` apply waiting for `nftc confirm`
 """
 

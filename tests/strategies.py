@@ -7,7 +7,7 @@ network in two zones, no udp 11211, no `limit` on deny/reject or `any`, and no r
 reference model drops those; a dead rule decides nothing, so dropping it changes no other rule).
 
 `Meaning` is the reference model, written from the README and independent of nftc.reach: first match over the
-rules in file order, `any` skips the protected ports, udp 11211 is dropped outside localhost, default drop
+rules in file order, `allow Z -> any` skips the protected ports (a broad deny/reject closes them too), udp 11211 is dropped outside localhost, default drop
 (localhost: accept).
 
 `mutants()` draws broken text: a seed policy with characters and tokens deleted, inserted or swapped.
@@ -198,8 +198,8 @@ class Meaning:
         return tuple(r for member in item.members for r in self.ports_of(getattr(member, "name", member)))
 
     def rule_matches(self, rule: RuleSpec, protocol: str, port: int) -> bool:
-        if rule.broad:
-            return not _within(self.protected, protocol, port)
+        if rule.broad:  # `allow Z -> any` skips the protected ports; a broad deny or reject closes every port
+            return rule.action != "allow" or not _within(self.protected, protocol, port)
         return any(_within(self.ports_of(name), protocol, port) for name in rule.services)
 
     def decision(self, zone: str, protocol: str, port: int) -> tuple[str, str]:

@@ -39,10 +39,10 @@ table inet zfw {
 		packets 7 bytes 420
 	}
 
-	set svc_ssh_tcp {
-		type inet_service
+	map ports_lan {
+		type inet_proto . inet_service : verdict
 		flags interval
-		elements = { 22 }
+		elements = { tcp . 22 : goto lan/ssh/r2 }
 	}
 
 	set dyn_blocklist_v4 {
@@ -54,8 +54,12 @@ table inet zfw {
 
 	chain zone_lan {
 		comment "zone lan"
-		tcp dport @svc_ssh_tcp counter name "lan/ssh/r2" accept comment "site.zfw:5 r2"
+		meta l4proto . th dport vmap @ports_lan
 		counter name "lan/default-drop" drop comment "zone lan: no rule"
+	}
+
+	chain lan/ssh/r2 {
+		counter name "lan/ssh/r2" accept comment "site.zfw:5 r2"
 	}
 }
 """ % ("ab" * 32)
@@ -64,7 +68,7 @@ table inet zfw {
 def test_normalise_drops_counter_values_and_dynamic_elements_only():
     text = live.normalise(LISTING)
     assert "packets 7" not in text and "192.0.2.66" not in text
-    assert "elements = { 22 }" in text and 'counter name "lan/ssh/r2" accept' in text
+    assert "elements = { tcp . 22 : goto lan/ssh/r2 }" in text and 'counter name "lan/ssh/r2" accept' in text
 
 
 def test_listing_readers_find_digest_openings_and_dynamic_elements():
@@ -72,12 +76,11 @@ def test_listing_readers_find_digest_openings_and_dynamic_elements():
     assert live.policy_name(LISTING) == "site.zfw"
     assert live.openings(LISTING) == {live.Opening("lan", "ssh", "allow", "r2")}
     assert live.dynamic_elements(LISTING) == {"dyn_blocklist_v4": ("192.0.2.66", "198.18.0.0/15")}
-    assert live.set_elements(LISTING) == {"svc_ssh_tcp": ("22",)}
+    assert live.set_elements(LISTING) == {"ports_lan": ("tcp . 22 : goto lan/ssh/r2",)}
 
 
 def test_policy_changes_name_gained_and_lost_services():
-    gained = LISTING.replace('"lan/ssh/r2" accept', '"lan/ssh/r2" accept\n\t\ttcp dport 143 counter name '
-                             '"lan/imap/r3" accept')
+    gained = LISTING.replace("\n}\n", '\n\n\tchain lan/imap/r3 {\n\t\tcounter name "lan/imap/r3" accept\n\t}\n}\n')
     assert "zone lan gains imap (rule r3)" in live.policy_changes(LISTING, gained)
     assert "zone lan loses imap (was allowed)" in live.policy_changes(gained, LISTING)
 

@@ -32,6 +32,18 @@ def test_rules_on_the_path_do_not_grow_with_addresses_or_ports():
     assert zones_v4 >= 2 * 5000 - 1  # the addresses live in one map, not in rules
 
 
+def test_rules_on_the_path_do_not_grow_with_rules_or_services():
+    def policy(count: int) -> str:
+        services = "".join(f"service s{i} = tcp {20000 + 2 * i}\n" for i in range(count))
+        rules = "".join(f"allow lan -> s{i}\n" for i in range(count))
+        return "zone lan = 10.0.0.0/8\n" + services + rules
+
+    few, many = compile_text(policy(2)), compile_text(policy(300))
+    zone_chain = {c.name: len(c.rules) for c in many.table.chains}["zone_lan"]
+    assert zone_chain == {c.name: len(c.rules) for c in few.table.chains}["zone_lan"]
+    assert {c.name: len(c.rules) for c in many.table.chains}["lan/s299/r300"] == 1
+
+
 def test_same_policy_compiles_to_byte_identical_text():
     text = "zone lan = 192.168.1.0/24, fd00::/64\nzone internet = any\nallow lan -> any\n" \
            "allow internet -> zimbra.public limit 50/second burst 100\n"
@@ -53,8 +65,8 @@ def test_no_forward_chain_is_emitted():
 
 def test_every_policy_rule_carries_its_source_line():
     compilation = compile_text("zone internet = any\n\nallow internet -> smtp\n")
-    zone_rules = next(c for c in compilation.table.chains if c.name == "zone_internet").rules
-    assert zone_rules[0].comment == "policy.zfw:3 r1"
+    action = next(c for c in compilation.table.chains if c.name == "internet/smtp/r1")
+    assert [rule.comment for rule in action.rules] == ["policy.zfw:3 r1"]
 
 
 def test_memcached_udp_is_dropped_on_input_and_output():
