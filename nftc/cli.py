@@ -98,6 +98,11 @@ def _compile(args) -> int:
 
 
 def _write_atomically(path: str, text: str) -> None:
+    """A reader never sees half a ruleset; a device or pipe (`-o /dev/stdout`) is written as it is."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
