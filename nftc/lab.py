@@ -169,36 +169,14 @@ def _reap(pid: int, timeout: float) -> None:
 # Loading the ruleset
 
 
-def apply_available() -> bool:
-    """True once `nftc apply` exists; until then the lab loads through nftc.kernel.run_script directly."""
-    result = subprocess.run([sys.executable, "-m", "nftc", "apply", "--help"], capture_output=True, timeout=60)
-    return result.returncode == 0
-
-
-_RUN_SCRIPT = ("import sys\nfrom nftc.kernel import run_script\nresult = run_script(sys.stdin.read())\n"
-               "sys.stderr.write(result.error)\nsys.exit(0 if result.ok else 1)\n")
-
-
 def load_policy(live: LiveLab, policy_path: str) -> None:
     """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
-    if apply_available():
-        command = ["ip", "netns", "exec", live.server, sys.executable, "-m", "nftc", "apply", "--state-dir",
-                   os.path.join(live.state_dir, "apply"), policy_path]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
-    else:
-        result = _load_with_kernel_module(live, policy_path, environment)
+    command = ["ip", "netns", "exec", live.server, sys.executable, "-m", "nftc", "apply", "--state-dir",
+               os.path.join(live.state_dir, "apply"), policy_path]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     if result.returncode != 0:
         raise LabError(f"loading {policy_path} into the lab failed: {(result.stderr or result.stdout).strip()}")
-
-
-def _load_with_kernel_module(live: LiveLab, policy_path: str, environment: dict) -> subprocess.CompletedProcess:
-    from .compiler import compile_policy
-    from .render_nft import render_nft
-
-    script = render_nft(compile_policy(policy_path, {}).table)
-    return subprocess.run(["ip", "netns", "exec", live.server, sys.executable, "-c", _RUN_SCRIPT], input=script,
-                          capture_output=True, text=True, timeout=120, env=environment)
 
 
 Loader = Callable[[LiveLab], None]
