@@ -56,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"nftc: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_FAILURE
+    except Exception as exc:  # a bug in nftc, not the user's doing: one line, the traceback on request
+        if os.environ.get("NFTC_DEBUG"):
+            raise
+        print(f"nftc: internal error: {type(exc).__name__}: {exc} (a bug in nftc; NFTC_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _lab(args) -> int:
