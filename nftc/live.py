@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 DYNAMIC_PREFIX = "dyn_"
+PORT_MAP_PREFIX = "ports_"
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _POLICY = re.compile(r'comment "nftc \S+ policy (\S+) sha256:')
 _BLOCK = re.compile(r"^\t(set|map|chain|counter|limit) (\S+) \{$")
@@ -154,6 +155,8 @@ def policy_changes(old: str | None, new: str) -> list[str]:
                                                           f" (was {was.action})"))
     old_sets, new_sets = set_elements(old or ""), set_elements(new)
     for name in sorted(set(old_sets) | set(new_sets)):
+        if name.startswith(PORT_MAP_PREFIX):  # the zones' port maps: said above as gains and losses
+            continue
         was, now = old_sets.get(name, ()), new_sets.get(name, ())
         added = [e for e in now if e not in was]
         removed = [e for e in was if e not in now]
