@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import kernel, live
 from .kernel import KernelError
-from .state import Lock, StateDir, StateError, now_iso
+from .state import Lock, Staged, StateDir, StateError, as_json, now_iso
 
 INJECT_VARIABLE = "NFTC_TEST_INJECT"
 PAUSE_VARIABLE = "NFTC_TEST_PAUSE_AFTER_LOAD"
@@ -63,22 +63,26 @@ def apply_table(state: StateDir, target: Target, script: str, record: dict, conf
     with Lock(state, wait_seconds):
         current = kernel.list_table(target.family, target.name)
         pending = state.read_json("pending.json")
-        if pending is None:
-            _write_snapshot(state, target, current)
-        token = _start_guard(state, confirm_seconds) if confirm_seconds is not None else None
         carried = _declared(live.dynamic_elements(current), script)
         full = script + _element_commands(target, carried) + os.environ.get(INJECT_VARIABLE, "")
+        staged = _stage_applied(state, target, record, full)  # a full state dir stops here, before any change
+        token = secrets.token_hex(8) if confirm_seconds is not None else None
         try:
+            if pending is None:
+                _write_snapshot(state, target, current)
+            if token:
+                _start_guard(state, token, confirm_seconds)
             _load(full, script)
         except BaseException:
-            if token:
+            staged.discard()
+            if token and (state.read_json("pending.json") or {}).get("token") == token:
                 _restore_pending(state, pending)
             raise
         _pause_for_tests()
+        staged.commit()
         if token is None:
             state.remove("pending.json")  # applied without --confirm: the admin keeps this table
         deadline = _set_deadline(state, token, confirm_seconds) if token else None
-        _record_applied(state, target, record, full)
         return Applied(record["digest"], target.name, deadline, pending is not None,
                        sum(len(v) for v in carried.values()))
 
@@ -127,22 +131,21 @@ def _pause_for_tests() -> None:
         time.sleep(float(pause))
 
 
-def _record_applied(state: StateDir, target: Target, record: dict, script: str) -> None:
+def _stage_applied(state: StateDir, target: Target, record: dict, script: str) -> Staged:
     """Keep the script that was loaded, not a listing of the result: listing a large table again would double the
-    cost of an apply; `status` and `diff` list the script in a private namespace when they need to (drift)."""
-    state.write_text("applied.script", script)
-    state.write_json("applied.json", {**record, "family": target.family, "table": target.name, "time": now_iso()})
+    cost of an apply; `status` and `diff` list the script in a private namespace when they need to (drift).
+    Written before the load and renamed into place after it, so a full state dir fails before anything changes."""
+    return state.stage({"applied.script": script, "applied.json": as_json(
+        {**record, "family": target.family, "table": target.name, "time": now_iso()})})
 
 
 # Confirm and the rollback guard.
 
 
-def _start_guard(state: StateDir, seconds: float) -> str:
-    token = secrets.token_hex(8)
+def _start_guard(state: StateDir, token: str, seconds: float) -> None:
     state.write_json("pending.json", {"token": token, "deadline": time.time() + seconds + START_MARGIN_SECONDS,
                                       "guard_pid": None})
     _spawn_guard(state, token)
-    return token
 
 
 def _spawn_guard(state: StateDir, token: str) -> None:
@@ -152,7 +155,10 @@ def _spawn_guard(state: StateDir, token: str) -> None:
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                    cwd="/", env=_guard_environment())
     pending = state.read_json("pending.json") or {}
-    state.write_json("pending.json", {**pending, "guard_pid": process.pid})
+    try:
+        state.write_json("pending.json", {**pending, "guard_pid": process.pid})
+    except StateError:
+        pass  # the PID is for people reading the file; the guard works from the token
 
 
 def _guard_environment() -> dict[str, str]:
@@ -163,12 +169,17 @@ def _guard_environment() -> dict[str, str]:
 def _set_deadline(state: StateDir, token: str, seconds: float) -> float:
     deadline = time.time() + seconds
     pending = state.read_json("pending.json") or {"token": token}
-    state.write_json("pending.json", {**pending, "deadline": deadline})
+    try:
+        state.write_json("pending.json", {**pending, "deadline": deadline})
+    except StateError:  # no room to move it: the guard keeps the deadline set before the load, a little later
+        return pending.get("deadline", deadline)
     return deadline
 
 
 def confirm(state: StateDir, wait_seconds: float) -> dict:
     """Keep the loaded table: remove the pending file, so the guard exits without rolling back."""
+    if not os.path.isdir(state.path):
+        raise ApplyError(f"no apply is waiting for confirmation: there is no state directory {state.path}")
     with Lock(state, wait_seconds):
         pending = state.read_json("pending.json")
         if pending is None:
@@ -181,37 +192,72 @@ def confirm(state: StateDir, wait_seconds: float) -> dict:
 
 
 def rollback(state: StateDir, wait_seconds: float) -> dict:
+    if not os.path.isdir(state.path):
+        raise ApplyError(f"no snapshot in {state.path} (no such directory): nothing to roll back to")
     with Lock(state, wait_seconds):
         return _restore_snapshot(state)
 
 
 def _restore_snapshot(state: StateDir) -> dict:
     """Put the snapshot back in one transaction (no snapshot table: delete nftc's table); dynamic elements kept."""
-    meta = state.read_json("snapshot.json")
-    if meta is None:
-        raise ApplyError(f"no snapshot in {state.path}: nothing to roll back to")
+    meta = _snapshot_meta(state)
     target = Target(meta["family"], meta["table"])
+    snapshot = _snapshot_table(state, meta, target)
     current = kernel.list_table(target.family, target.name)
-    snapshot = state.read_text("snapshot.nft") if meta["existed"] else None
     if snapshot is None:
         script = f"table {target.family} {target.name} {{}}\ndelete table {target.family} {target.name}\n"
     else:
         elements = {**live.dynamic_elements(snapshot), **live.dynamic_elements(current)}
         body = live.normalise(snapshot)
         script = target.replace_script(body) + _element_commands(target, _declared(elements, body))
-    _load(script, script)
+    staged = _stage_restored(state, meta.get("applied"), script if snapshot is not None else None)
+    try:
+        _load(script, script)
+    except ApplyError as exc:
+        staged.discard()
+        raise ApplyError(f"the snapshot in {state.path} was rejected, nothing was changed: "
+                         + " ".join(str(exc).split())[:300]) from None
+    except BaseException:
+        staged.discard()
+        raise
     state.remove("pending.json")
-    _record_restored(state, meta.get("applied"), script if snapshot is not None else None)
+    staged.commit()
+    if snapshot is None or meta.get("applied") is None:
+        state.remove("applied.json")
+        state.remove("applied.script")
     return meta
 
 
-def _record_restored(state: StateDir, applied: dict | None, script: str | None) -> None:
+def _snapshot_meta(state: StateDir) -> dict:
+    meta = state.read_json("snapshot.json")
+    if meta is None:
+        raise ApplyError(f"no snapshot in {state.path}: nothing to roll back to")
+    fields = {"family": str, "table": str, "existed": bool}
+    if any(not isinstance(meta.get(key), kind) for key, kind in fields.items()):
+        raise StateError(f"{state.file('snapshot.json')} is corrupt (missing family, table or existed)")
+    return meta
+
+
+def _snapshot_table(state: StateDir, meta: dict, target: Target) -> str | None:
+    """The snapshot's listing, checked to be the whole table it claims to be (None: there was no table)."""
+    if not meta["existed"]:
+        return None
+    path = state.file("snapshot.nft")
+    snapshot = state.read_text("snapshot.nft")
+    if snapshot is None:
+        raise StateError(f"{path} is missing although {state.file('snapshot.json')} says the table existed")
+    header = f"table {target.family} {target.name} {{\n"
+    if not snapshot.startswith(header) or not snapshot.endswith("}\n") or \
+            live.digest(snapshot) != meta.get("digest"):
+        raise StateError(f"{path} is corrupt: it is not the table {target.family} {target.name} that was saved")
+    return snapshot
+
+
+def _stage_restored(state: StateDir, applied: dict | None, script: str | None) -> Staged:
     if applied is None or script is None:
-        state.remove("applied.json")
-        state.remove("applied.script")
-        return
-    state.write_text("applied.script", script)
-    state.write_json("applied.json", {**applied, "time": now_iso(), "restored": True})
+        return state.stage({})
+    return state.stage({"applied.script": script,
+                        "applied.json": as_json({**applied, "time": now_iso(), "restored": True})})
 
 
 def guard(state: StateDir, token: str) -> int:

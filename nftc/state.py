@@ -52,29 +52,44 @@ class StateDir:
                 return handle.read()
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError:
+            raise StateError(f"{self.file(name)} is corrupt (not UTF-8 text); remove it to continue") from None
+        except OSError as exc:
+            raise StateError(f"cannot read {self.file(name)}: {exc.strerror}") from None
 
     def read_json(self, name: str) -> dict | None:
         text = self.read_text(name)
         if text is None:
             return None
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except ValueError:
-            raise StateError(f"{self.file(name)} is corrupt; remove it to continue") from None
+            data = None
+        if not isinstance(data, dict):
+            raise StateError(f"{self.file(name)} is corrupt; remove it to continue")
+        return data
 
     def write_text(self, name: str, text: str) -> None:
-        temporary = self.file(f".{name}.tmp{os.getpid()}")
-        try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.file(name))
-        except OSError as exc:
-            raise StateError(f"cannot write {self.file(name)}: {exc.strerror}") from None
+        self.stage({name: text}).commit()
 
     def write_json(self, name: str, data: dict) -> None:
-        self.write_text(name, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        self.write_text(name, as_json(data))
+
+    def stage(self, files: dict[str, str]) -> "Staged":
+        """Write each file beside its final name: proves there is room before the kernel changes; commit renames."""
+        staged = Staged({})
+        for name, text in files.items():
+            temporary = self.file(f".{name}.tmp{os.getpid()}")
+            staged.temporaries[self.file(name)] = temporary
+            try:
+                with open(temporary, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                staged.discard()
+                raise StateError(f"cannot write {self.file(name)}: {exc.strerror}") from None
+        return staged
 
     def remove(self, name: str) -> bool:
         try:
@@ -104,8 +119,12 @@ class Lock:
                 raise StateError(f"another nftc process (pid {holder or 'unknown'}) holds {path}; "
                                  f"gave up after {self.wait_seconds:g} s (use --wait SECONDS to wait longer)")
             time.sleep(0.1)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(self.fd)
+            raise StateError(f"cannot write lock file {path}: {exc.strerror}") from None
         return self
 
     def _try_lock(self) -> bool:
@@ -122,6 +141,33 @@ class Lock:
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # closing the descriptor releases the flock
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Files written under temporary names (final path -> temporary path), not yet in place."""
+
+    temporaries: dict[str, str]
+
+    def commit(self) -> None:
+        """Rename every file into place; a rename needs no room, so this works on a full disk."""
+        for final, temporary in self.temporaries.items():
+            try:
+                os.replace(temporary, final)
+            except OSError as exc:
+                self.discard()
+                raise StateError(f"cannot write {final}: {exc.strerror}") from None
+
+    def discard(self) -> None:
+        for temporary in self.temporaries.values():
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+
+
+def as_json(data: dict) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def now_iso() -> str:

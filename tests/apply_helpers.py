@@ -1,0 +1,80 @@
+"""Shared by the apply kernel tests: a namespace with nftc run inside it, and bounded polling.
+
+Every nftc command runs as `ip netns exec NS python -m nftc ...` (the way the lab calls it); the state dir is
+a temporary directory.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nftc.netns import Lab
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MINIMAL = ROOT / "rulesets" / "minimal.zfw"
+
+SITE = """\
+zone internet  = any
+zone lan       = 10.99.0.0/24, fd99::/64
+zone blocklist = dynamic
+allow internet -> smtp
+allow lan      -> smtp, ssh
+"""
+
+
+class Server:
+    """One namespace, a state dir, and nftc run inside the namespace."""
+
+    def __init__(self, lab: Lab, tmp_path: pathlib.Path):
+        self.lab, self.ns, self.state = lab, lab.namespace("srv"), tmp_path / "state"
+        self.dir = tmp_path
+
+    def policy(self, name: str, text: str) -> str:
+        path = self.dir / name
+        path.write_text(text)
+        return str(path)
+
+    def nftc(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        pairs = [f"{k}={v}" for k, v in (env or {}).items()]  # no SSH_CONNECTION unless a test sets it
+        return self.lab.exec(self.ns, "env", "-u", "SSH_CONNECTION", *pairs, sys.executable, "-m", "nftc", *args,
+                             "--state-dir", str(self.state), check=False, timeout=120)
+
+    def nft(self, *args: str, input: str | None = None) -> str:
+        return self.lab.exec(self.ns, "nft", *args, input=input).stdout
+
+    def digest(self) -> str | None:
+        listing = self.lab.exec(self.ns, "nft", "list", "table", "inet", "zfw", check=False).stdout
+        found = re.search(r"sha256:([0-9a-f]{64})", listing)
+        return found.group(1) if found else None
+
+
+@pytest.fixture
+def lab():
+    with Lab() as created:
+        yield created
+
+
+@pytest.fixture
+def server(lab, tmp_path):
+    return Server(lab, tmp_path)
+
+
+def compiled_digest(policy: str) -> str:
+    from nftc.compiler import compile_policy
+    return compile_policy(policy, {}).digest
+
+
+def wait_until(predicate, seconds: float = 20.0) -> bool:
+    """Poll `predicate` until it holds or `seconds` pass (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
