@@ -72,17 +72,16 @@ def _lab(args) -> int:
 def _compiled(path: str):
     """Compile, print warnings; on policy errors print them all and return None."""
     from .compiler import compile_policy
-    from .diagnostics import PolicyError, render_diagnostic
+    from .diagnostics import PolicyError, render_diagnostics
 
     sources: dict[str, str] = {}
     try:
         compilation = compile_policy(path, sources)
     except PolicyError as exc:
-        for diagnostic in exc.diagnostics:
-            print(render_diagnostic(diagnostic, sources), file=sys.stderr)
+        print(render_diagnostics(exc.diagnostics, sources), file=sys.stderr)
         return None
-    for diagnostic in compilation.warnings:
-        print(render_diagnostic(diagnostic, sources), file=sys.stderr)
+    if compilation.warnings:
+        print(render_diagnostics(compilation.warnings, sources), file=sys.stderr)
     return compilation
 
 

@@ -36,6 +36,18 @@ def warning(message: str, span: Span | None = None, hint: str = "") -> Diagnosti
     return Diagnostic("warning", message, span, hint)
 
 
+MAX_SHOWN_DIAGNOSTICS = 20  # a file of garbage gets the first ones and a count, not megabytes
+
+
+def render_diagnostics(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> str:
+    diagnostics = tuple(diagnostics)
+    shown = [render_diagnostic(d, sources) for d in diagnostics[:MAX_SHOWN_DIAGNOSTICS]]
+    hidden = len(diagnostics) - len(shown)
+    if hidden:
+        shown.append(f"... and {hidden} more {'error' if hidden == 1 else 'errors'} not shown")
+    return "\n".join(shown)
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
@@ -51,12 +63,12 @@ def render_diagnostic(diagnostic: Diagnostic, sources: Mapping[str, str]) -> str
     lines = [f"{_escaped(str(span))}: {head}"]  # a file name may hold anything, a newline or an escape too
     text = sources.get(span.file)
     if text is not None:
-        source_lines = text.split("\n")  # as the parser counts lines: form feeds and lone CRs do not end one
+        source_lines = text.split("\n", span.line)  # as the parser counts: form feeds, lone CRs end no line
         if 0 < span.line <= len(source_lines):
-            line = _printable(source_lines[span.line - 1].rstrip("\r"))
+            line = source_lines[span.line - 1].split("\n", 1)[0].rstrip("\r")
             width = min(_caret_width(span, line), MAX_SHOWN_COLUMNS)
             start = _window_start(len(line), span.column)
-            lines.append(f"  {line[start:start + MAX_SHOWN_COLUMNS]}")
+            lines.append(f"  {_printable(line[start:start + MAX_SHOWN_COLUMNS])}")
             lines.append("  " + " " * (span.column - 1 - start) + "^" + "~" * (width - 1))
     if hint:
         lines.append(f"  hint: {hint}")

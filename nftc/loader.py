@@ -103,19 +103,24 @@ def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource
         return source
     path = os.path.normpath(os.path.join(os.path.dirname(source.span.file), source.path))
     text = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span, sources)
-    networks = parse_address_file(text, path)
-    budget[0] -= len(networks)
-    if budget[0] < 0:
+    networks = parse_address_file(text, path, limit=budget[0])
+    if networks is None:
         raise PolicyError([error(f"zones hold more than {MAX_ADDRESSES} addresses in all", source.span,
                                  hint="merge the list into wider prefixes")])
+    budget[0] -= len(networks)
     return dataclasses.replace(source, networks=networks)
 
 
-def parse_address_file(text: str, path: str) -> tuple[m.IPNetwork, ...]:
-    """One address or CIDR per line; blank lines and `#` comments are skipped; host bits are an error."""
+def parse_address_file(text: str, path: str, limit: int = MAX_ADDRESSES) -> tuple[m.IPNetwork, ...] | None:
+    """One address or CIDR per line; blank lines and `#` comments are skipped; host bits are an error.
+
+    None when the file holds more than `limit` addresses: counted before parsing, so a huge list fails fast."""
     networks = []
     errors: list[Diagnostic] = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    if len(lines) > limit and sum(1 for line in lines if line.split("#", 1)[0].strip()) > limit:
+        return None
+    for number, line in enumerate(lines, start=1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue

@@ -107,11 +107,12 @@ def _input_chain(b: _Builder) -> ir.Chain:
                  b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback"),
         ir.Rule((ir.Match(ir.Payload("udp", "dport"), 11211), b.counter("drop/memcached-udp"),
                  ir.Verdict("drop")), "memcached UDP: never outside localhost (memcrashed)"),
+        *_echo_rules(b),  # before conntrack: every request of one ping is "established" after the first reply
         ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("established", "related"))), ir.Verdict("accept")),
                 "replies to allowed connections"),
         ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("invalid",))), b.counter("drop/invalid"),
                  ir.Verdict("drop")), "invalid conntrack state"),
-        *_icmp_rules(b),
+        *_icmp_rules(),
         *_dispatch_rules(b),
         *b.log_rule((), "no-zone", None),
         ir.Rule((b.counter("drop/no-zone"), ir.Verdict("drop")), "source in no zone"),
@@ -119,9 +120,9 @@ def _input_chain(b: _Builder) -> ir.Chain:
     return ir.Chain("input", tuple(rules), ir.Hook("input", 0, "drop"))
 
 
-def _icmp_rules(b: _Builder) -> list[ir.Rule]:
+def _icmp_rules() -> list[ir.Rule]:
     hop255 = ir.Match(ir.Payload("ip6", "hoplimit"), 255)
-    rules = [
+    return [
         ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ND)), hop255, ir.Verdict("accept")),
                 "IPv6 neighbour discovery (RFC 4890)"),
         ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_MLD)),
@@ -131,6 +132,11 @@ def _icmp_rules(b: _Builder) -> list[ir.Rule]:
         ir.Rule((ir.Match(ir.Payload("icmp", "type"), ir.AnonSet(ICMP_ERRORS)), ir.Verdict("accept")),
                 "ICMP errors"),
     ]
+
+
+def _echo_rules(b: _Builder) -> list[ir.Rule]:
+    """Ping answered under the rate (or not at all); over it, dropped and counted."""
+    rules = []
     echo = b.checked.policy.icmp_echo
     where = b.where(echo.span) or "icmp echo (default)"
     for protocol in ("icmp", "icmpv6"):

@@ -17,7 +17,7 @@ fi
 
 # The distro interpreter: python3-nftables is built for it, not for a pyenv/conda python3 first on PATH.
 packages=(python3 python3-venv python3-nftables nftables iproute2 util-linux)
-[ "$mode" = test ] && packages+=(nmap memcached socat ufw)
+[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
