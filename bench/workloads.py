@@ -192,6 +192,8 @@ def apply_vs_nft(config: Config) -> Section:
                                          profile(namespace, ["apply", "--state-dir", state, policy])))
             in_namespace(namespace, "nft", "flush", "ruleset")
     section.table(["policy", "nft -f (s)", "nftc apply (s)", "ratio", "target", ""], rows)
+    if any(row[-1] == "MISSED" for row in rows):
+        section.notes.append(APPLY_GAP)
     startup = alternate(config.pick(1, 5), [{"name": "pass", "argv": [PYTHON, "-c", "pass"]},
                                             {"name": "version", "argv": [*NFTC, "--version"]}])
     section.table(["process", "seconds"], [["python -c pass", _seconds(startup["pass"]).text()],
@@ -287,6 +289,10 @@ def ufw_recipe(config: Config) -> Section:
                     reach["nftc"][(zone, family, port)],
                     "differs" if reach["ufw"][(zone, family, port)] != reach["nftc"][(zone, family, port)] else ""]
                    for zone, family, port in REACH_PROBES])
+    if speedup < 5:
+        section.notes.append("Gap: nftc apply of this policy is a whole Python process (see workload 3: start-up "
+                             "and imports are about 0.07 s of it); ufw runs iptables-restore for IPv4 and IPv6. "
+                             "Next step: the compiled-ruleset cache of workload 3.")
     section.notes.append("open: connected; dropped: no answer within 1 s; refused: reset or ICMP error. The recipe "
                          "opens the admin console 7071 to the internet and LDAP, memcached and MySQL to the LAN; "
                          "it says nothing for IPv6, so ssh from the LAN over IPv6 is dropped.")
@@ -398,8 +404,22 @@ def connection_rate(config: Config) -> Section:
                          "The 10-address row separates the cost of conntrack and the rule path from the cost "
                          "of the map size; the conntrack-only row (a table that only accepts established "
                          "traffic) is the cost any stateful firewall pays before its first rule.")
+    if last < -10:
+        section.notes.append("Gap: most of the difference to no ruleset is connection tracking itself (the "
+                             "conntrack-only row); the rules nftc adds on the path cost the difference between "
+                             "that row and the zone rows. Next step: none in nftc's rules (the path is 17 rules, "
+                             "constant); a host that cannot pay for conntrack needs a stateless design.")
     return section
 
+
+APPLY_GAP = ("Gap, from the profiles below: for the small policy, `nftc apply` is a Python process: interpreter "
+             "start-up and imports (table below) are about half of it, the compile and a listing of the live table "
+             "(the rollback snapshot) most of the rest; `nft -f` is one C process. At 200k addresses, the compile "
+             "(workload 1) and the snapshot cost as much as the load: nft 1.0.6 lists a table of 320k interval "
+             "elements more slowly than it loads it. Next steps: when the live table's digest is the one recorded "
+             "at the last apply, take the recorded script as the snapshot and list only the `dyn_` sets; keep a "
+             "cache of compiled rulesets keyed by the sha256 of the policy's files, so re-applying an unchanged "
+             "policy (boot, reload) skips the compiler and its imports.")
 
 CONNTRACK_ONLY = """table inet conntrack_only {
 \tchain input {
