@@ -10,11 +10,16 @@ import subprocess
 import sys
 import tempfile
 
+import lark
 import pytest
+
+import nftc
 
 from nftc.cli import main
 from nftc.kernel import check_script
 from nftc.netns import Lab
+
+from helpers import unavailable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RULESETS = sorted((ROOT / "rulesets").glob("*.zfw"))
@@ -93,23 +98,26 @@ def test_loading_twice_replaces_the_table_and_leaves_foreign_tables_alone(capsys
     assert before == after
 
 
-def test_check_works_for_an_unprivileged_user():
+def test_check_works_for_an_unprivileged_user(tmp_path):
+    """As nobody, with the distribution's python3 and a world-readable copy of nftc and lark (the clone and its
+    venv may live where nobody cannot read, /root for one)."""
     if shutil.which("runuser") is None:
-        pytest.skip("runuser is not installed")
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="nftc-check-"))
-    policy = directory / "p.zfw"
-    policy.write_text("zone internet = any\nallow internet -> smtp\n")
-    directory.chmod(0o755)
-    policy.chmod(0o644)
+        unavailable("runuser is not installed")
     probe = subprocess.run(["runuser", "-u", "nobody", "--", "unshare", "--user", "--map-root-user", "--net", "true"],
                            capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("unprivileged user namespaces are disabled on this kernel")
-    if subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", "import nftc"],
-                      capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode != 0:
-        pytest.skip("the user nobody cannot run this interpreter (a venv under /root?)")
-    result = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-m", "nftc", "check", str(policy)],
-                            capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(ROOT)})
-    shutil.rmtree(directory)
+        unavailable("unprivileged user namespaces are disabled on this kernel")
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="nftc-check-"))
+    try:
+        for package in (nftc, lark):
+            shutil.copytree(os.path.dirname(package.__file__), directory / package.__name__)
+        policy = directory / "p.zfw"
+        policy.write_text("zone internet = any\nallow internet -> smtp\n")
+        subprocess.run(["chmod", "-R", "a+rX", str(directory)], check=True)
+        environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(directory), "HOME": str(directory)}
+        result = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-m", "nftc", "check",
+                                 str(policy)], capture_output=True, text=True, cwd="/", env=environment)
+    finally:
+        shutil.rmtree(directory)
     assert result.returncode == 0, result.stderr
     assert "ok: the kernel accepts" in result.stdout

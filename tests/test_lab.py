@@ -17,6 +17,8 @@ from nftc import lab, labplan
 from nftc.compiler import compile_policy
 from nftc.resolve import LOCALHOST
 
+from helpers import unavailable
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULESETS = sorted(glob.glob(os.path.join(ROOT, "rulesets", "*.zfw")))
 SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
@@ -153,7 +155,7 @@ def test_shipped_ruleset_behaves_on_the_kernel_as_the_policy_says(path):
 @pytest.mark.kernel
 def test_nmap_sees_the_same_matrix_for_zimbra_single():
     if shutil.which("nmap") is None:
-        pytest.skip("nmap is not installed")
+        unavailable("nmap is not installed")
     report = run_lab(SINGLE, scanner="nmap")
     print(f"\nnmap, zimbra-single.zfw\n{lab.report_text(report)}")
     assert report.ok, "\n".join(map(labplan.format_mismatch, report.mismatches))

@@ -15,6 +15,8 @@ import pytest
 from nftc import lab, labplan
 from nftc.compiler import compile_policy
 
+from helpers import unavailable
+
 RATE, BURST = 20, 20
 ATTEMPTS, SECONDS = 300, 2.0
 LIMITED_POLICY = f"""table labrate
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.kernel
 @pytest.fixture
 def limited_policy(tmp_path):
     if shutil.which("memcached") is None:
-        pytest.skip("memcached is not installed (apt install memcached)")
+        unavailable("memcached is not installed (apt install memcached)")
     path = tmp_path / "limited.zfw"
     path.write_text(LIMITED_POLICY)
     return str(path)

@@ -18,6 +18,8 @@ import pytest
 from nftc import lab, labplan
 from nftc.compiler import compile_policy
 
+from helpers import unavailable
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
 PROFILE = """[Zimbra]
@@ -66,7 +68,7 @@ def difference(report: lab.LabReport, policy_state: str) -> set[tuple[str, str, 
 
 def test_the_article_ufw_recipe_opens_what_the_policy_closes():
     if shutil.which("ufw") is None or shutil.which("unshare") is None:
-        pytest.skip("needs ufw and unshare")
+        unavailable("needs ufw and unshare")
     host_config = {path: os.stat(path).st_mtime_ns for path, _ in PRIVATE_COPIES}
     checked = compile_policy(SINGLE, {}).checked
     with lab.session(checked, load_ufw_recipe) as live:

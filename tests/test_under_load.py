@@ -18,6 +18,8 @@ import pytest
 from nftc import lab, labplan
 from nftc.compiler import compile_policy
 
+from helpers import unavailable
+
 pytestmark = pytest.mark.kernel
 
 RATE, BURST = 20, 20
@@ -94,7 +96,7 @@ def bursts_at_once(namespaces: list[str], server: str, attempts: list[int]) -> l
 @pytest.fixture
 def fair_policy(tmp_path):
     if shutil.which("memcached") is None:
-        pytest.skip("memcached is not installed (apt install memcached)")
+        unavailable("memcached is not installed (apt install memcached)")
     return write_policy(tmp_path, "fair.zfw", FAIR_POLICY)
 
 
@@ -144,7 +146,7 @@ def a_few_pings(live: lab.LiveLab, namespace: str, family: int) -> dict:
 @pytest.fixture
 def ping_available():
     if shutil.which("ping") is None:
-        pytest.skip("ping is not installed (apt install iputils-ping)")
+        unavailable("ping is not installed (apt install iputils-ping)")
 
 
 # The echo rules come before `ct state established,related accept`: conntrack files every request of one ping (one
