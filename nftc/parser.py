@@ -22,7 +22,7 @@ MAX_STRING_LENGTH = 100
 COMMON_TABLE_NAMES = ("filter", "nat", "mangle", "raw", "security")  # other tools' tables: nftc replaces its own
 # The table name is the one name nftc writes bare into nft text, where nft's scanner reads these as keywords
 # (families, objects, statements, verdicts, expressions): reserve them. Every other name nftc emits has a prefix
-# or a '/' (zone_lan, svc_ssh_tcp, lan/ssh/r1), which nft never reads as a keyword.
+# or a '/' (zone_lan, ports_lan, lan/ssh/r1), which nft never reads as a keyword.
 NFT_KEYWORDS = frozenset("""
     accept add and arp auto-merge bridge burst bytes chain chains comment constant continue counter counters create
     ct day define delete describe destroy device devices drop dynamic element elements ether export fib flags flow
