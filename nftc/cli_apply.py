@@ -7,10 +7,9 @@ import os
 import sys
 import time
 
+from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
 from .kernel import KernelError
 from .state import StateDir, StateError, state_dir_path
-
-EXIT_OK, EXIT_FAILURE, EXIT_POLICY = 0, 1, 2
 DEFAULT_WAIT_SECONDS = 10.0
 
 

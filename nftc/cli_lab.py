@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 
-EXIT_OK, EXIT_FAILURE, EXIT_POLICY = 0, 1, 2
+from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
 
 
 def add_command(commands) -> None:

@@ -96,7 +96,7 @@ def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedP
     _bindings()
     unshare = shutil.which("unshare")
     if unshare is None:
-        raise KernelError("'unshare' (util-linux) is needed to load a ruleset in a private namespace")
+        raise KernelError("'unshare' (util-linux) is needed to load or check a ruleset in a private namespace")
     flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
     return subprocess.run([unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", *mode],
                           input=script, capture_output=True, text=True, timeout=120)
@@ -104,15 +104,7 @@ def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedP
 
 def check_script(script: str) -> NftResult:
     """Dry-run `script` in a throwaway network namespace; errors name the policy line where they can."""
-    _bindings()
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise KernelError("'unshare' (util-linux) is needed to check a ruleset in a private namespace")
-    flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
-    process = subprocess.run(
-        [unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", "check"],
-        input=script, capture_output=True, text=True, timeout=120,
-    )
+    process = _in_private_namespace(["check"], script)
     if process.returncode < 0:
         raise KernelError(f"libnftables crashed (signal {-process.returncode}) while checking the ruleset")
     if process.returncode == 3:

@@ -27,6 +27,7 @@ ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
 DEFAULT_LOG_RATE = m.Rate(10, "minute")
 LIMIT_SET_SIZE = 65535
 LIMIT_SET_TIMEOUT = "1m"
+FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))  # version, payload protocol, set key type
 
 
 class _Builder:
@@ -153,7 +154,7 @@ def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
     """`zone Z = dynamic`: run-time addresses in `dyn_Z_v4/_v6`, looked up before the zone maps (one address wins)."""
     rules = []
     for zone in (z for z in b.checked.zones if z.dynamic):
-        for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        for version, protocol, key_type in FAMILIES:
             name = f"dyn_{zone.name}_v{version}"
             b.sets[name] = ir.Set(name, key_type, interval=True,
                                   comment=_comment(f"zone {zone.name}: added at run time"))
@@ -172,7 +173,7 @@ def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
             interval=any(name.endswith("*") for name, _ in by_interface), is_map=True,
             comment="interface -> zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), "zones_iface"),), "zones by interface"))
-    for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+    for version, protocol, key_type in FAMILIES:
         intervals = [i for i in b.checked.intervals if i.version == version]
         if not intervals:
             continue
@@ -293,7 +294,7 @@ def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
         b.limits.setdefault(name, ir.LimitObject(name, over, where))
         return [ir.Rule((ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
     rules = []
-    for version, protocol, key_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+    for version, protocol, key_type in FAMILIES:
         name = f"limit_{rule.id}_v{version}"
         b.sets.setdefault(name, ir.Set(name, key_type, dynamic=True, size=LIMIT_SET_SIZE,
                                        timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter")))

@@ -187,21 +187,13 @@ def test_a_read_only_state_dir_refuses_before_changing_anything(server):
 
 
 @pytest.mark.parametrize("confirm", [(), ("--confirm", "30")], ids=["plain", "confirm"])
-def test_a_full_state_dir_refuses_before_changing_anything(server, confirm):
+@pytest.mark.parametrize("size, fill, name, policy", [("16k", True, "site.zfw", SITE), ("24k", False, "big.zfw", BIG)],
+                         ids=["full", "room-for-the-snapshot-not-the-new-script"])
+def test_a_full_state_dir_refuses_before_changing_anything(server, confirm, size, fill, name, policy):
     assert server.nftc("apply", str(MINIMAL)).returncode == 0
     before = ruleset(server)
-    result = nftc_after_mount(server, tiny_tmpfs(str(server.state), "16k", fill=True),
-                              "apply", server.policy("site.zfw", SITE), *confirm)
-    assert_refused_naming_the_state_dir(server, result, before)
-    assert "No space left on device" in result.stderr
-
-
-@pytest.mark.parametrize("confirm", [(), ("--confirm", "30")], ids=["plain", "confirm"])
-def test_a_state_dir_with_room_for_the_snapshot_but_not_the_new_script_refuses_before_loading(server, confirm):
-    assert server.nftc("apply", str(MINIMAL)).returncode == 0
-    before = ruleset(server)
-    result = nftc_after_mount(server, tiny_tmpfs(str(server.state), "24k", fill=False),
-                              "apply", server.policy("big.zfw", BIG), *confirm)
+    result = nftc_after_mount(server, tiny_tmpfs(str(server.state), size, fill=fill),
+                              "apply", server.policy(name, policy), *confirm)
     assert_refused_naming_the_state_dir(server, result, before)
     assert "No space left on device" in result.stderr
 
