@@ -8,14 +8,12 @@ import os
 import select
 import signal
 import subprocess
-import sys
 
-from nftc import netns
+from nftc import child, netns
 
 from .measure import Sample
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
-PYTHON = sys.executable
 
 
 def environment() -> dict[str, str]:
@@ -46,8 +44,8 @@ def timed_jobs(namespace: str | None, rounds: int, jobs: list[dict]) -> dict[str
     would count the parent's pages it shares before exec."""
     request = json.dumps({"rounds": rounds, "jobs": jobs})
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    result = subprocess.run([*prefix, PYTHON, os.path.join(BENCH, "measure.py")],
-                            input=request, capture_output=True, text=True, timeout=1800, env=environment())
+    result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "measure.py"))], input=request,
+                            capture_output=True, text=True, timeout=1800, env=environment(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"timed jobs failed in {namespace}: {result.stderr.strip()[-600:]}")
     return {name: [Sample(**s) for s in runs] for name, runs in json.loads(result.stdout).items()}
@@ -60,8 +58,8 @@ def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict 
     except ImportError:
         return None
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    result = subprocess.run([*prefix, PYTHON, os.path.join(BENCH, "profile.py"), str(top), "--", *nftc_args],
-                            capture_output=True, text=True, timeout=1800, env=environment())
+    result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "profile.py"), str(top), "--", *nftc_args)],
+                            capture_output=True, text=True, timeout=1800, env=environment(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"profiling nftc {' '.join(nftc_args)} failed: {result.stderr.strip()[-600:]}")
     return json.loads(result.stdout)
@@ -69,7 +67,7 @@ def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict 
 
 def in_namespace(namespace: str, *argv: str, input: str | None = None, timeout: float = 600) -> str:
     result = subprocess.run(["ip", "netns", "exec", namespace, *argv], input=input, capture_output=True, text=True,
-                            timeout=timeout, env=environment())
+                            timeout=timeout, env=environment(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed in {namespace}: {(result.stderr or result.stdout).strip()[-600:]}")
     return result.stdout
@@ -78,7 +76,7 @@ def in_namespace(namespace: str, *argv: str, input: str | None = None, timeout: 
 def start_ready(namespace: str, argv: list[str], pids: list[int]) -> subprocess.Popen:
     """Start a server that prints `ready` once listening; its PID goes into `pids` (killed by stop())."""
     process = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, cwd=child.CWD)
     pids.append(process.pid)
     ready, _, _ = select.select([process.stdout], [], [], 20)
     if not ready or process.stdout.readline().strip() != b"ready":

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 
-from nftc import ir, netns
+from nftc import child, ir, netns
 from nftc.compiler import compile_policy
 from nftc.render_nft import render_nft
 
 from . import generate
 from .measure import Sample, alternate, stats
-from .namespaces import PYTHON, in_namespace, profile, start_ready, stop, timed_jobs, wire_pair
+from .namespaces import in_namespace, profile, start_ready, stop, timed_jobs, wire_pair
 from .report import Section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
-NFTC = [PYTHON, "-m", "nftc"]
+NFTC = child.python_module("nftc")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def _compiled(config: Config, policy: str) -> str:
     """`nftc compile POLICY` to a file next to it (the already compiled ruleset `nft -f` loads)."""
     out = os.path.splitext(policy)[0] + ".nft"
     with open(out, "w", encoding="utf-8") as handle:
-        subprocess.run([*NFTC, "compile", policy], stdout=handle, check=True, timeout=600)
+        subprocess.run([*NFTC, "compile", policy], stdout=handle, check=True, timeout=600, cwd=child.CWD)
     return out
 
 
@@ -157,7 +158,8 @@ def rule_path(config: Config) -> Section:
 
 def _importtime(argv: list[str], top: int = 8) -> list[tuple[int, str]]:
     """`python -X importtime`: the biggest top-level imports (cumulative µs)."""
-    result = subprocess.run([PYTHON, "-X", "importtime", *argv], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(child.python("-X", "importtime", *argv), capture_output=True, text=True, timeout=60,
+                            cwd=child.CWD)
     rows = []
     for line in result.stderr.splitlines():
         parts = line.split("|")
@@ -194,7 +196,7 @@ def apply_vs_nft(config: Config) -> Section:
     section.table(["policy", "nft -f (s)", "nftc apply (s)", "ratio", "target", ""], rows)
     if any(row[-1] == "MISSED" for row in rows):
         section.notes.append(APPLY_GAP)
-    startup = alternate(config.pick(1, 5), [{"name": "pass", "argv": [PYTHON, "-c", "pass"]},
+    startup = alternate(config.pick(1, 5), [{"name": "pass", "argv": child.python("-c", "pass")},
                                             {"name": "version", "argv": [*NFTC, "--version"]}])
     section.table(["process", "seconds"], [["python -c pass", _seconds(startup["pass"]).text()],
                                           ["python -m nftc --version", _seconds(startup["version"]).text()]])
@@ -236,7 +238,7 @@ def _reach_lab(lab: netns.Lab, role: str, pids: list[int]) -> dict:
     wire_pair(lab, server, clients["internet"], generate.SERVER, generate.INTERNET_CLIENT, server_if="inet0")
     wire_pair(lab, server, clients["lan"], generate.SERVER, generate.LAN_CLIENT, server_if="lan0")
     ports = ",".join(str(p) for p in sorted({p for _, _, p in REACH_PROBES}))
-    start_ready(server, [PYTHON, "-m", "nftc.probe", "listen", "--tcp", ports], pids)
+    start_ready(server, child.python_module("nftc.probe", "listen", "--tcp", ports), pids)
     return {"server": server, **clients}
 
 
@@ -245,7 +247,7 @@ def _reachability(lab_names: dict) -> dict[tuple, str]:
     for zone in ("internet", "lan"):
         probes = [p for p in REACH_PROBES if p[0] == zone]
         targets = [{"address": generate.SERVER[f], "protocol": "tcp", "port": port} for _, f, port in probes]
-        output = in_namespace(lab_names[zone], PYTHON, "-m", "nftc.probe", "scan", "--timeout", "1",
+        output = in_namespace(lab_names[zone], *child.python_module("nftc.probe", "scan", "--timeout", "1"),
                               input=json.dumps(targets))
         states.update((p, r["state"]) for p, r in zip(probes, json.loads(output)))
     return states
@@ -272,7 +274,7 @@ def ufw_recipe(config: Config) -> Section:
                         setup = [*helpers.private_ufw_config(directory), "ufw --force reset >/dev/null"]
                         commands = UFW_RECIPE
                     else:
-                        setup, commands = [], (f"{PYTHON} -m nftc apply --state-dir {directory} {SINGLE}",)
+                        setup, commands = [], (shlex.join([*NFTC, "apply", "--state-dir", directory, SINGLE]),)
                     times[tool].append(_timed_shell(names["server"], setup, commands))
                     if round_index == 0:
                         reach[tool] = _reachability(names)
@@ -374,11 +376,11 @@ def connection_rate(config: Config) -> Section:
                 elif policy:
                     state = tempfile.mkdtemp(prefix="state-", dir=config.directory)
                     in_namespace(server, *NFTC, "apply", "--state-dir", state, policy)
-                start_ready(server, [PYTHON, os.path.join(ROOT, "bench", "connrate.py"), "server", "25"], pids)
+                start_ready(server, child.python(os.path.join(ROOT, "bench", "connrate.py"), "server", "25"), pids)
                 pairs[name] = client
             for _ in range(config.pick(1, 5)):
                 for name, client in pairs.items():
-                    output = in_namespace(client, PYTHON, os.path.join(ROOT, "bench", "connrate.py"), "client",
+                    output = in_namespace(client, *child.python(os.path.join(ROOT, "bench", "connrate.py"), "client"),
                                           generate.SERVER[4], "25", str(count), str(seconds), timeout=60)
                     result = json.loads(output)
                     if result["failures"]:

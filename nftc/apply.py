@@ -1,292 +1,364 @@
 """Loading a compiled table into the kernel safely: snapshot, one transaction, confirm or roll back, one at a time.
 
-Every change is one libnftables transaction that replaces only nftc's table (`table T {}` + `delete table T`
-+ the table), so other tables (fail2ban, NAT, docker) are never touched and a rejection changes nothing.
+Three promises, each kept here and tested on the kernel:
+- nftc only ever touches its own tables: a table is replaced or deleted only if it carries nftc's marker (the
+  table comment the compiler writes); another tool's table of the same name is refused, whatever a record says.
+- an unconfirmed apply always rolls back: the guard (guard.py) is armed *before* the load, and apply does not
+  load unless the guard said it is armed; the guard restores every table nftc touched since the last confirmed
+  state.
+- every change is one libnftables transaction, so a rejection changes nothing.
 
-`--confirm SECONDS` starts the rollback guard *before* loading: a detached process (`python -m nftc.apply guard`,
-its own session, reparented to init) that restores the snapshot at the deadline unless `pending.json` is gone.
-Killing the apply process or the SSH session does not stop it. Where systemd is PID 1 a transient timer would do
-the same; the detached process works everywhere, so it is the one path.
-
-Test hooks (environment variables; for tests only, documented in docs/apply.md):
-  NFTC_TEST_INJECT            text appended to the transaction, e.g. an invalid command to force a rejection
-  NFTC_TEST_PAUSE_AFTER_LOAD  seconds to sleep right after the kernel accepted the transaction
+Dynamic elements are read as JSON and carried as checked data (elements.py), never pasted as text.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-from . import kernel, live
+from . import elements, kernel, live, records, snapshot
 from .kernel import KernelError
-from .state import Lock, Staged, StateDir, StateError, as_json, now_iso
+from .records import Applied, Pending, Target, boot_id, boottime
+from .state import Lock, StateDir, StateError, as_json, now_iso
 
-INJECT_VARIABLE = "NFTC_TEST_INJECT"
-PAUSE_VARIABLE = "NFTC_TEST_PAUSE_AFTER_LOAD"
-GUARD_POLL_SECONDS = 0.2
 START_MARGIN_SECONDS = 5.0  # deadline before the load finishes; replaced by load time + SECONDS right after
+PENDING, APPLIED, SCRIPT = "pending.json", "applied.json", "applied.script"
 
 
 class ApplyError(Exception):
-    """The kernel rejected the transaction, or there was nothing to do; the message says which."""
+    """The kernel rejected the transaction, a table is not nftc's, or there was nothing to do; one message."""
 
 
 @dataclass(frozen=True)
-class Target:
-    """nftc's table: the only one nftc ever creates, replaces or deletes."""
+class Compiled:
+    """What apply needs of a compilation: the table, its script, its digest, its dynamic sets, the policy."""
 
-    family: str
-    name: str
-
-    def replace_script(self, body: str) -> str:
-        return f"table {self.family} {self.name} {{}}\ndelete table {self.family} {self.name}\n{body}"
-
-
-@dataclass(frozen=True)
-class Applied:
+    target: Target
+    script: str
     digest: str
-    table: str
-    confirm_deadline: float | None
-    kept_snapshot: bool  # a confirmation was pending: the snapshot is still the last confirmed table
+    dynamic_sets: tuple[str, ...]
+    policy: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an apply did, for the CLI to say."""
+
+    digest: str
+    target: Target
+    confirm_deadline: float | None  # wall clock, for people
+    kept_snapshot: bool  # a confirmation was pending: the snapshot is still the last confirmed state
     carried: int  # dynamic elements carried into the new table
+    left_behind: int  # dynamic elements nftc could not read as addresses (not carried)
+    discarded: tuple[str, ...]  # hand edits (drift) the new table replaced
+    removed: tuple[Target, ...]  # nftc's earlier table under another name, removed in the same transaction
 
 
-def apply_table(state: StateDir, target: Target, script: str, record: dict, confirm_seconds: float | None,
-                wait_seconds: float) -> Applied:
-    """Snapshot, (start the guard,) load `script` in one transaction, record what was loaded."""
+def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | None, wait_seconds: float) -> Outcome:
+    """Snapshot, (arm the guard,) load in one transaction, record what was loaded."""
     state.ensure()
     with Lock(state, wait_seconds):
-        current = kernel.list_table(target.family, target.name)
-        pending = state.read_json("pending.json")
-        carried = _declared(live.dynamic_elements(current), script)
-        full = script + _element_commands(target, carried) + os.environ.get(INJECT_VARIABLE, "")
-        staged = _stage_applied(state, target, record, full)  # a full state dir stops here, before any change
+        plan = _plan(state, compiled)
+        saved = state.stage(_snapshot_files(state, plan))
+        staged = state.stage({APPLIED: as_json(Applied(compiled.policy, compiled.digest, compiled.target,
+                                                       now_iso()).as_dict()), SCRIPT: compiled.script})
         token = secrets.token_hex(8) if confirm_seconds is not None else None
         try:
-            if pending is None:
-                _write_snapshot(state, target, current)
+            saved.commit()  # before the guard reads it; it describes the tables as they still are
             if token:
-                _start_guard(state, token, confirm_seconds)
-            _load(full, script)
+                _arm_guard(state, Pending(token, boot_id(), boottime() + confirm_seconds + START_MARGIN_SECONDS,
+                                          time.time() + confirm_seconds + START_MARGIN_SECONDS, compiled.target,
+                                          compiled.digest))
+            load(plan.script)
         except BaseException:
+            saved.discard()
             staged.discard()
-            if token and (state.read_json("pending.json") or {}).get("token") == token:
-                _restore_pending(state, pending)
+            if token:
+                _restore_pending(state, token, plan.pending)
             raise
-        _pause_for_tests()
         staged.commit()
         if token is None:
-            state.remove("pending.json")  # applied without --confirm: the admin keeps this table
+            state.remove(PENDING)  # applied without --confirm: the admin keeps this table
         deadline = _set_deadline(state, token, confirm_seconds) if token else None
-        return Applied(record["digest"], target.name, deadline, pending is not None,
-                       sum(len(v) for v in carried.values()))
+        return Outcome(compiled.digest, compiled.target, deadline, plan.pending is not None, plan.carried,
+                       sum(s.unreadable for sets in plan.elements.values() for s in sets), plan.discarded,
+                       plan.removed)
 
 
-def _restore_pending(state: StateDir, pending: dict | None) -> None:
-    """The load failed: the earlier unconfirmed apply (if any) still needs its guard."""
-    if pending is None:
-        state.remove("pending.json")
-    else:
-        state.write_json("pending.json", pending)
-        _spawn_guard(state, pending["token"])
+@dataclass(frozen=True)
+class _Plan:
+    """What an apply found in the kernel and the state directory, and the transaction it will load."""
+
+    applied: Applied | None
+    pending: Pending | str | None  # "damaged": a record that cannot be read still counts as pending
+    targets: tuple[Target, ...]  # the policy's table, then nftc's earlier one if the policy renamed it
+    listings: dict[Target, str | None]
+    removed: tuple[Target, ...]
+    elements: dict[Target, tuple[elements.SetElements, ...]]
+    discarded: tuple[str, ...]
+    script: str
+    carried: int
 
 
-def _write_snapshot(state: StateDir, target: Target, current: str | None) -> None:
-    if current is None:
-        state.remove("snapshot.nft")
-    else:
-        state.write_text("snapshot.nft", current)
-    state.write_json("snapshot.json", {"family": target.family, "table": target.name, "existed": current is not None,
-                                       "digest": live.digest(current), "time": now_iso(),
-                                       "applied": state.read_json("applied.json")})
+def _plan(state: StateDir, compiled: Compiled) -> _Plan:
+    applied = read_applied(state)
+    pending = _pending_of_this_boot(state)
+    targets = (compiled.target,) + ((applied.target,) if applied and applied.target != compiled.target else ())
+    listings = {t: kernel.list_table(t.family, t.name) for t in targets}
+    _refuse_foreign(compiled.target, listings[compiled.target])
+    removed = tuple(t for t in targets[1:] if listings[t] is not None and live.digest(listings[t]))
+    for target in (compiled.target, *removed):
+        _refuse_unrestorable(target, listings[target])
+    found = {t: _live_elements(t, listings[t]) for t in (compiled.target, *removed)}
+    carried = _carried(compiled.dynamic_sets, found)
+    script = compiled.script + "".join(f"delete table {t}\n" for t in removed) + "".join(
+        elements.add_command(compiled.target, s) for s in carried)
+    return _Plan(applied, pending, targets, listings, removed, found,
+                 _discarded_edits(state, listings[compiled.target]), script, sum(len(s.elements) for s in carried))
 
 
-def _declared(elements: dict[str, tuple[str, ...]], script: str) -> dict[str, tuple[str, ...]]:
-    """Only the dynamic sets the new table also declares: adding to others would fail the transaction."""
-    return {name: items for name, items in elements.items() if f"\tset {name} {{" in script}
+def dynamic_sets(set_names) -> tuple[str, ...]:
+    """The names among `set_names` that are dynamic zones' sets: the ones whose elements an apply carries."""
+    return tuple(name for name in set_names if elements.dynamic_set_version(name))
 
 
-def _element_commands(target: Target, elements: dict[str, tuple[str, ...]]) -> str:
-    return "".join(f"add element {target.family} {target.name} {name} {{ {', '.join(items)} }}\n"
-                   for name, items in sorted(elements.items()))
+def read_applied(state: StateDir) -> Applied | None:
+    data = state.read_json(APPLIED)
+    return records.applied_from(data, state.file(APPLIED)) if data is not None else None
 
 
-def _load(full: str, script: str) -> None:
-    result = kernel.run_script(full)
+def read_pending(state: StateDir) -> Pending | None:
+    data = state.read_json(PENDING)
+    return records.pending_from(data, state.file(PENDING)) if data is not None else None
+
+
+def _pending_of_this_boot(state: StateDir) -> Pending | str | None:
+    """The pending confirmation, 'damaged' when it cannot be read (kept as pending: the guard rolls back), None."""
+    try:
+        pending = read_pending(state)
+    except StateError:
+        return "damaged"
+    if pending is not None and pending.boot_id != boot_id():
+        state.remove(PENDING)  # a guard does not outlive a reboot; the boot loaded the table anew
+        return None
+    return pending
+
+
+def unconfirmed_before_boot(state: StateDir) -> str | None:
+    """Why the snapshot must be restored at boot (a pending record of an earlier boot, or one that cannot be read:
+    the guard died with the machine before it could roll back), or None."""
+    if not state.exists() or state.read_text(PENDING) is None:
+        return None
+    try:
+        pending = read_pending(state)
+    except StateError:
+        return "the pending confirmation record is damaged"
+    if pending is None or pending.boot_id == boot_id():
+        return None
+    return "an apply was still waiting for confirmation when the machine went down"
+
+
+def _refuse_foreign(target: Target, listing: str | None) -> None:
+    if listing is not None and live.digest(listing) is None:
+        raise ApplyError(f"table {target} exists and is not nftc's (its comment has no nftc marker): nftc never "
+                         f"replaces another tool's table; give the policy another 'table' name")
+
+
+def _refuse_unrestorable(target: Target, listing: str | None) -> None:
+    problem = snapshot.unrestorable(listing) if listing else None
+    if problem:
+        raise ApplyError(f"table {target} cannot be saved for a rollback: {problem}; remove that rule first")
+
+
+def _live_elements(target: Target, listing: str | None) -> tuple[elements.SetElements, ...]:
+    """The dynamic sets' elements of a live nftc table, read as JSON data."""
+    if listing is None:
+        return ()
+    names = sorted(b.name for b in live.blocks(listing) if b.kind == "set" and elements.dynamic_set_version(b.name))
+    found = ((name, kernel.list_set(target.family, target.name, name)) for name in names)
+    return tuple(elements.from_json(name, data) for name, data in found if data is not None)
+
+
+def _carried(declared: tuple[str, ...], found: dict[Target, tuple[elements.SetElements, ...]]):
+    """The elements to add, per set the new table declares (adding to others would fail the transaction)."""
+    merged: dict[str, set] = {}
+    for sets in found.values():
+        for s in sets:
+            if s.name in declared:
+                merged.setdefault(s.name, set()).update(s.elements)
+    return [elements.SetElements(name, tuple(sorted(items)), 0) for name, items in sorted(merged.items())]
+
+
+def _snapshot_files(state: StateDir, plan: _Plan) -> dict[str, str]:
+    """A fresh snapshot of the tables this apply touches; while a confirmation is pending, the pending snapshot
+    (the last confirmed state) plus any table it does not know yet, as it is now, so a rollback removes or
+    restores that one too."""
+    ours = [t for t in plan.targets if plan.listings[t] is None or live.digest(plan.listings[t])]
+    if plan.pending is not None:
+        saved = snapshot.read(state)
+        added = {t: (plan.listings[t], plan.elements.get(t, ())) for t in ours if not saved.record.knows(t)}
+        return snapshot.extended(saved, added) if added else {}
+    script = state.read_text(SCRIPT) if plan.applied else None
+    if script is not None and live.script_digest(script) != plan.applied.digest:
+        script = None
+    record = records.Snapshot(tuple(records.TableState(t, plan.listings[t] is not None) for t in ours), "",
+                              now_iso(), plan.applied if script is not None else None)
+    return snapshot.files(record, {t: plan.listings[t] for t in ours if plan.listings[t] is not None},
+                          plan.elements, script)
+
+
+def _discarded_edits(state: StateDir, listing: str | None) -> tuple[str, ...]:
+    """The hand edits in the live table that the new one replaces, so apply can say what it discards."""
+    if listing is None:
+        return ()
+    try:
+        verdict, lines = drift(state, listing)
+    except KernelError as exc:
+        return (f"(cannot tell hand edits: {exc})",)
+    return tuple(lines) if verdict == "DRIFT" else ()
+
+
+def load(script: str) -> None:
+    """One transaction; a rejection is an ApplyError naming the script line and its policy line."""
+    result = kernel.run_script(script)
     if result.ok:
         return
     if kernel.refused_for_privileges(result.error):
         raise KernelError(kernel.PRIVILEGE_HINT)
-    raise ApplyError(kernel.annotate_errors(result.error, full) + "\nnothing was changed")
-
-
-def _pause_for_tests() -> None:
-    pause = os.environ.get(PAUSE_VARIABLE)
-    if pause:
-        time.sleep(float(pause))
-
-
-def _stage_applied(state: StateDir, target: Target, record: dict, script: str) -> Staged:
-    """Keep the script that was loaded, not a listing of the result: listing a large table again would double the
-    cost of an apply; `status` and `diff` list the script in a private namespace when they need to (drift).
-    Written before the load and renamed into place after it, so a full state dir fails before anything changes."""
-    return state.stage({"applied.script": script, "applied.json": as_json(
-        {**record, "family": target.family, "table": target.name, "time": now_iso()})})
+    raise ApplyError(kernel.annotate_errors(result.error, script) + "\nnothing was changed")
 
 
 # Confirm and the rollback guard.
 
 
-def _start_guard(state: StateDir, token: str, seconds: float) -> None:
-    state.write_json("pending.json", {"token": token, "deadline": time.time() + seconds + START_MARGIN_SECONDS,
-                                      "guard_pid": None})
-    _spawn_guard(state, token)
+def _arm_guard(state: StateDir, pending: Pending) -> None:
+    from .guard import GuardNotArmed, start_guard
 
-
-def _spawn_guard(state: StateDir, token: str) -> None:
-    """A new session, no terminal, output to guard.log: survives SIGKILL of the apply and of its session."""
-    with open(state.file("guard.log"), "a", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "-m", "nftc.apply", "guard", state.path, token],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                   cwd="/", env=_guard_environment())
-    pending = state.read_json("pending.json") or {}
+    state.write_json(PENDING, pending.as_dict())
     try:
-        state.write_json("pending.json", {**pending, "guard_pid": process.pid})
+        pid = start_guard(state, pending.token)
+    except GuardNotArmed as exc:
+        raise ApplyError(str(exc)) from None
+    try:
+        state.write_json(PENDING, {**pending.as_dict(), "guard_pid": pid})
     except StateError:
         pass  # the PID is for people reading the file; the guard works from the token
 
 
-def _guard_environment() -> dict[str, str]:
-    keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL")
-    return {key: os.environ[key] for key in keep if key in os.environ}
+def _restore_pending(state: StateDir, token: str, pending) -> None:
+    """The load failed after our guard was armed: put the earlier pending record back (its guard, if any, is
+    still waiting for it, or a new one is started), or remove ours so our guard exits."""
+    current = read_pending_or_none(state)
+    if current is None or current.token != token:
+        return
+    if isinstance(pending, Pending):
+        state.write_json(PENDING, pending.as_dict())
+        from .guard import start_guard
+        start_guard(state, pending.token)
+    else:
+        state.remove(PENDING)
+
+
+def read_pending_or_none(state: StateDir) -> Pending | None:
+    try:
+        return read_pending(state)
+    except StateError:
+        return None
 
 
 def _set_deadline(state: StateDir, token: str, seconds: float) -> float:
-    deadline = time.time() + seconds
-    pending = state.read_json("pending.json") or {"token": token}
+    """Right after the load: the deadline is SECONDS from now (it was set with a margin before the load)."""
+    current = read_pending_or_none(state)
+    if current is None or current.token != token:
+        return time.time() + seconds
+    moved = Pending(current.token, current.boot_id, boottime() + seconds, time.time() + seconds, current.target,
+                    current.loaded_digest, current.guard_pid)
     try:
-        state.write_json("pending.json", {**pending, "deadline": deadline})
+        state.write_json(PENDING, moved.as_dict())
     except StateError:  # no room to move it: the guard keeps the deadline set before the load, a little later
-        return pending.get("deadline", deadline)
-    return deadline
+        return current.deadline_wall
+    return moved.deadline_wall
 
 
-def confirm(state: StateDir, wait_seconds: float) -> dict:
-    """Keep the loaded table: remove the pending file, so the guard exits without rolling back."""
-    if not os.path.isdir(state.path):
+def confirm(state: StateDir, wait_seconds: float) -> Applied | None:
+    """Keep the loaded table: remove the pending record, so the guard exits without rolling back."""
+    if not state.exists():
         raise ApplyError(f"no apply is waiting for confirmation: there is no state directory {state.path}")
     with Lock(state, wait_seconds):
-        pending = state.read_json("pending.json")
+        try:
+            pending = read_pending(state)
+        except StateError:
+            if not state.remove(PENDING):  # damaged: the admin's confirm is the one clear word there is
+                raise
+            return read_applied(state)
         if pending is None:
             raise ApplyError("no apply is waiting for confirmation (already confirmed, or already rolled back: "
                              f"see {state.file('guard.log')})")
-        if time.time() > pending["deadline"]:
+        if pending.boot_id == boot_id() and boottime() > pending.deadline:
             raise ApplyError("too late: the confirmation deadline has passed and the rollback is due")
-        state.remove("pending.json")
-        return state.read_json("applied.json") or {}
+        state.remove(PENDING)
+        return read_applied(state)
 
 
-def rollback(state: StateDir, wait_seconds: float) -> dict:
-    if not os.path.isdir(state.path):
+def rollback(state: StateDir, wait_seconds: float) -> tuple[snapshot.Saved, list[str]]:
+    if not state.exists():
         raise ApplyError(f"no snapshot in {state.path} (no such directory): nothing to roll back to")
     with Lock(state, wait_seconds):
-        return _restore_snapshot(state)
+        saved = snapshot.read(state)
+        return saved, restore(state, saved)
 
 
-def _restore_snapshot(state: StateDir) -> dict:
-    """Put the snapshot back in one transaction (no snapshot table: delete nftc's table); dynamic elements kept."""
-    meta = _snapshot_meta(state)
-    target = Target(meta["family"], meta["table"])
-    snapshot = _snapshot_table(state, meta, target)
-    current = kernel.list_table(target.family, target.name)
-    if snapshot is None:
-        script = f"table {target.family} {target.name} {{}}\ndelete table {target.family} {target.name}\n"
-    else:
-        elements = {**live.dynamic_elements(snapshot), **live.dynamic_elements(current)}
-        body = live.normalise(snapshot)
-        script = target.replace_script(body) + _element_commands(target, _declared(elements, body))
-    staged = _stage_restored(state, meta.get("applied"), script if snapshot is not None else None)
-    try:
-        _load(script, script)
-    except ApplyError as exc:
-        staged.discard()
-        raise ApplyError(f"the snapshot in {state.path} was rejected, nothing was changed: "
-                         + " ".join(str(exc).split())[:300]) from None
-    except BaseException:
-        staged.discard()
-        raise
-    state.remove("pending.json")
-    staged.commit()
-    if snapshot is None or meta.get("applied") is None:
-        state.remove("applied.json")
-        state.remove("applied.script")
-    return meta
-
-
-def _snapshot_meta(state: StateDir) -> dict:
-    meta = state.read_json("snapshot.json")
-    if meta is None:
-        raise ApplyError(f"no snapshot in {state.path}: nothing to roll back to")
-    fields = {"family": str, "table": str, "existed": bool}
-    if any(not isinstance(meta.get(key), kind) for key, kind in fields.items()):
-        raise StateError(f"{state.file('snapshot.json')} is corrupt (missing family, table or existed)")
-    return meta
-
-
-def _snapshot_table(state: StateDir, meta: dict, target: Target) -> str | None:
-    """The snapshot's listing, checked to be the whole table it claims to be (None: there was no table)."""
-    if not meta["existed"]:
-        return None
-    path = state.file("snapshot.nft")
-    snapshot = state.read_text("snapshot.nft")
-    if snapshot is None:
-        raise StateError(f"{path} is missing although {state.file('snapshot.json')} says the table existed")
-    header = f"table {target.family} {target.name} {{\n"
-    if not snapshot.startswith(header) or not snapshot.endswith("}\n") or \
-            live.digest(snapshot) != meta.get("digest"):
-        raise StateError(f"{path} is corrupt: it is not the table {target.family} {target.name} that was saved")
-    return snapshot
-
-
-def _stage_restored(state: StateDir, applied: dict | None, script: str | None) -> Staged:
-    if applied is None or script is None:
-        return state.stage({})
-    return state.stage({"applied.script": script,
-                        "applied.json": as_json({**applied, "time": now_iso(), "restored": True})})
-
-
-def guard(state: StateDir, token: str) -> int:
-    """The detached rollback guard: wait for the deadline; if our apply is still unconfirmed, restore."""
-    while True:
-        pending = state.read_json("pending.json")
-        if pending is None or pending.get("token") != token:
-            _log(f"guard {token}: confirmed or superseded, nothing to do")
-            return 0
-        if time.time() >= pending["deadline"]:
-            break
-        time.sleep(min(GUARD_POLL_SECONDS, max(0.0, pending["deadline"] - time.time())))
-    with Lock(state, wait_seconds=3600):
-        pending = state.read_json("pending.json")
-        if pending is None or pending.get("token") != token:
-            _log(f"guard {token}: confirmed at the last moment, nothing to do")
-            return 0
+def restore(state: StateDir, saved: snapshot.Saved) -> list[str]:
+    """Put the snapshot back in one transaction, then record it: the kernel first, so a full disk cannot stop a
+    rollback; records afterwards, and if they cannot be written, removed, so no record tells a lie. Returns notes
+    for the log (tables left alone, records that could not be written)."""
+    listings = {t.target: kernel.list_table(t.target.family, t.target.name) for t in saved.record.tables}
+    current = {t: _live_elements(t, listing) for t, listing in listings.items() if listing is not None
+               and live.digest(listing)}
+    script, notes = snapshot.restore_script(saved, listings, current)
+    if script:
         try:
-            _restore_snapshot(state)
-        except (ApplyError, KernelError, StateError) as exc:
-            _log(f"guard {token}: ROLLBACK FAILED: {exc}")
-            return 1
-    _log(f"guard {token}: not confirmed in time: snapshot restored")
-    return 0
+            load(script)
+        except ApplyError as exc:
+            raise ApplyError(f"the snapshot in {state.path} was rejected, nothing was changed: "
+                             + " ".join(str(exc).split())[:300]) from None
+    state.remove(PENDING)
+    return notes + _record_restored(state, saved)
 
 
-def _log(message: str) -> None:
-    print(f"{now_iso()} {message}", flush=True)
+def _record_restored(state: StateDir, saved: snapshot.Saved) -> list[str]:
+    previous = saved.record.applied
+    try:
+        if previous is None or saved.applied_script is None:
+            state.remove(APPLIED)
+            state.remove(SCRIPT)
+            return []
+        restored = Applied(previous.policy, previous.digest, previous.target, now_iso(), restored=True)
+        state.stage({APPLIED: as_json(restored.as_dict()), SCRIPT: saved.applied_script}).commit()
+        return []
+    except (StateError, OSError) as exc:
+        for name in (APPLIED, SCRIPT):
+            try:
+                state.remove(name)
+            except (StateError, OSError):
+                pass
+        return [f"the rollback could not be recorded ({exc}); the applied record was removed"]
 
 
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "guard":
-    sys.exit(guard(StateDir(sys.argv[2]), sys.argv[3]))
+def drift(state: StateDir, listing: str, reference: str | None = None) -> tuple[str, list[str]]:
+    """('none'|'DRIFT'|'unknown', lines): the live table against the compiled script of the policy whose digest
+    its marker carries — the applied record's, or `reference` (a listing of the same digest). After a rollback the
+    record is the one the snapshot came from, so hand edits the snapshot carried are shown, not hidden."""
+    digest = live.digest(listing)
+    applied = read_applied(state) if state.exists() else None
+    script = state.read_text(SCRIPT) if applied is not None and applied.digest == digest else None
+    if script is not None and live.script_digest(script) == digest:
+        target = applied.target
+        recorded = kernel.listing_in_private_namespace(script, target.family, target.name)
+        lines = live.drift(listing, recorded)
+    elif reference is not None and live.digest(reference) == digest:
+        lines = live.drift(listing, reference)
+    else:
+        return "unknown", [f"no record of sha256:{digest} in {state.path}; cannot tell hand edits"]
+    return ("DRIFT" if lines else "none"), lines

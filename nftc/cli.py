@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_cmd = commands.add_parser("check", help="compile and have the kernel validate it (commits nothing)")
     check_cmd.add_argument("policy", metavar="FILE")
+    for command in (compile_cmd, check_cmd):
+        add_strict_option(command)
 
     catalog_cmd = commands.add_parser("catalog", help="the built-in Zimbra ports, or one entry by port or name")
     catalog_cmd.add_argument("entry", nargs="?", metavar="PORT|NAME")
@@ -48,8 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"compile": _compile, "check": _check, "catalog": _catalog, **handlers(), "lab": _lab}[args.command]
     try:
         return handler(args)
-    except KeyboardInterrupt:
-        return EXIT_FAILURE
+    except KeyboardInterrupt as exc:
+        print(f"nftc: {args.command}: interrupted", file=sys.stderr)
+        return interrupted_exit_code(exc)
     except BrokenPipeError:  # `nftc compile ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -64,15 +68,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal, as a shell reports a command a signal stopped: 130 for Ctrl-C, 143 for a SIGTERM that a
+    command turned into a KeyboardInterrupt carrying `signum` (the lab does, to tear itself down)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
 def _lab(args) -> int:
     from .cli_lab import lab
     return lab(args)
 
 
-def _compiled(path: str):
-    """Compile, print warnings; on policy errors print them all and return None."""
+def add_strict_option(command: argparse.ArgumentParser) -> None:
+    """--strict, for every command that compiles a policy to use it (compile, check, apply, diff)."""
+    command.add_argument("--strict", action="store_true",
+                         help="treat every warning as an error: print it as one and exit 2 before doing anything")
+
+
+def _compiled(path: str, strict: bool = False):
+    """Compile, print warnings; on policy errors (and on warnings, when `strict`) print them all and return None."""
     from .compiler import compile_policy
-    from .diagnostics import PolicyError, render_diagnostics
+    from .diagnostics import PolicyError, as_error, render_diagnostics
 
     sources: dict[str, str] = {}
     try:
@@ -80,13 +96,16 @@ def _compiled(path: str):
     except PolicyError as exc:
         print(render_diagnostics(exc.diagnostics, sources), file=sys.stderr)
         return None
+    if compilation.warnings and strict:
+        print(render_diagnostics(map(as_error, compilation.warnings), sources), file=sys.stderr)
+        return None
     if compilation.warnings:
         print(render_diagnostics(compilation.warnings, sources), file=sys.stderr)
     return compilation
 
 
 def _compile(args) -> int:
-    compilation = _compiled(args.policy)
+    compilation = _compiled(args.policy, args.strict)
     if compilation is None:
         return EXIT_POLICY
     if args.format == "json":
@@ -118,7 +137,7 @@ def _check(args) -> int:
     from .kernel import KernelError, check_script
     from .render_nft import render_nft
 
-    compilation = _compiled(args.policy)
+    compilation = _compiled(args.policy, args.strict)
     if compilation is None:
         return EXIT_POLICY
     try:

@@ -3,44 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
 import sys
 import time
 
-from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
+from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, add_strict_option
 from .kernel import KernelError
 from .state import StateDir, StateError, state_dir_path
+
 DEFAULT_WAIT_SECONDS = 10.0
+CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must have time to arm), at most a day
 
 
 def add_commands(commands) -> None:
     apply_cmd = commands.add_parser("apply", help="load a policy into the kernel in one transaction (snapshot first)")
     apply_cmd.add_argument("policy", metavar="FILE")
-    apply_cmd.add_argument("--confirm", type=_positive_seconds, metavar="SECONDS",
-                           help="roll back after SECONDS unless 'nftc confirm' arrives first")
+    apply_cmd.add_argument("--confirm", type=_seconds(*CONFIRM_SECONDS), metavar="SECONDS",
+                           help="roll back after SECONDS (1 to 86400) unless 'nftc confirm' arrives first")
+    apply_cmd.add_argument("--boot", action="store_true",
+                           help="at boot (the systemd unit): if an apply was still unconfirmed when the machine went "
+                                "down, restore the last confirmed state (exit 1); if FILE does not compile, load the "
+                                "last applied ruleset (exit 2)")
     apply_cmd.add_argument("--admin-from", metavar="ADDR[:PORT]",
-                           help="refuse if the policy would drop this admin source (default: $SSH_CONNECTION)")
+                           help="refuse if the policy would drop this admin source (default: $SSH_CONNECTION, here or of sudo/su)")
     apply_cmd.add_argument("--force", action="store_true", help="apply even if it would lock the admin out")
     for name, text in (("confirm", "keep the table loaded with --confirm (stops the rollback)"),
                        ("rollback", "restore the table as it was before the last apply, now")):
         commands.add_parser(name, help=text)
     diff_cmd = commands.add_parser("diff", help="what applying FILE would change in the live table; drift")
     diff_cmd.add_argument("policy", metavar="FILE")
+    for command in (apply_cmd, diff_cmd):
+        add_strict_option(command)
     status_cmd = commands.add_parser("status", help="the live table: policy, digest, drift, counters")
     status_cmd.add_argument("--table", default=None, help="table name when the state dir has no record (zfw)")
     for name in ("apply", "confirm", "rollback", "diff", "status"):
         sub = commands.choices[name]
         sub.add_argument("--state-dir", metavar="DIR", help="default $NFTC_STATE_DIR or /var/lib/nftc")
         if name in ("apply", "confirm", "rollback"):
-            sub.add_argument("--wait", type=float, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
+            sub.add_argument("--wait", type=_seconds(0.0, 86400.0), default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
                              help="how long to wait for another nftc holding the lock (default 10)")
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
+def _seconds(low: float, high: float):
+    """A number of seconds from `low` to `high`: nan, inf and 1e308 are usage errors before anything changes."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"'{text[:20]}' is not a number of seconds from {low:g} to {high:g}")
+        return value
+    return parse
 
 
 def handlers() -> dict:
@@ -62,13 +78,13 @@ def _guarded(handler):
 
 
 def _apply(args, state: StateDir) -> int:
-    from .apply import Target, apply_table
     from .cli import _compiled
-    from .render_nft import render_nft
 
-    compilation = _compiled(args.policy)
+    if args.boot and _unconfirmed_before_boot(args, state):
+        return EXIT_FAILURE
+    compilation = _compiled(args.policy, args.strict)
     if compilation is None:
-        return EXIT_POLICY
+        return _apply_last(args, state) if args.boot else EXIT_POLICY
     from .lockout import EndpointError
     try:
         refusal = _lockout(args, compilation.checked)
@@ -78,30 +94,101 @@ def _apply(args, state: StateDir) -> int:
     if refusal:
         print(f"nftc: apply: refusing: {refusal} (or use --force)", file=sys.stderr)
         return EXIT_POLICY
+    return _report(args, state, _load(state, _as_compiled(compilation, os.path.abspath(args.policy)), args),
+                   args.policy)
+
+
+def _as_compiled(compilation, policy: str):
+    from .apply import Compiled, dynamic_sets
+    from .records import Target
+    from .render_nft import render_nft
+
     table = compilation.table
-    record = {"policy": os.path.abspath(args.policy), "digest": compilation.digest}
-    applied = apply_table(state, Target(table.family, table.name), render_nft(table), record, args.confirm,
-                          args.wait)
-    print(f"applied {args.policy}: table {table.family} {table.name} sha256:{applied.digest[:16]}"
-          + (f", {applied.carried} dynamic elements carried over" if applied.carried else ""))
-    if applied.confirm_deadline is not None:
-        when = time.strftime("%H:%M:%S", time.localtime(applied.confirm_deadline))
-        print(f"rolling back at {when} unless confirmed: nftc confirm{_state_option(args)}"
-              + (" (the snapshot is still the last confirmed table)" if applied.kept_snapshot else ""))
+    return Compiled(Target(table.family, table.name), render_nft(table), compilation.digest,
+                    dynamic_sets(s.name for s in table.sets), policy)
+
+
+def _load(state: StateDir, compiled, args):
+    from .apply import apply_table
+    return apply_table(state, compiled, args.confirm, args.wait)
+
+
+def _unconfirmed_before_boot(args, state: StateDir) -> bool:
+    """An apply that was never confirmed before the machine went down is rolled back now, as its guard would have."""
+    from .apply import rollback, unconfirmed_before_boot
+
+    reason = unconfirmed_before_boot(state)
+    if reason is None:
+        return False
+    saved, notes = rollback(state, args.wait)
+    for note in notes:
+        print(f"nftc: apply: warning: {note}", file=sys.stderr)
+    print(f"nftc: apply: {reason}: restored the last confirmed state ({_tables(saved)}) instead of loading "
+          f"{args.policy}; apply it again with --confirm when ready", file=sys.stderr)
+    return True
+
+
+def _tables(saved) -> str:
+    return ", ".join(f"table {t.target}" + ("" if t.existed else " removed") for t in saved.record.tables)
+
+
+def _apply_last(args, state: StateDir) -> int:
+    """Boot with a policy that no longer compiles: load the last applied ruleset, and fail loudly all the same."""
+    from . import live
+    from .apply import SCRIPT, Compiled, dynamic_sets, read_applied
+
+    applied = read_applied(state) if state.exists() else None
+    script = state.read_text(SCRIPT) if applied else None
+    if script is None or live.script_digest(script) != applied.digest:
+        print(f"nftc: apply: {args.policy} does not compile, and {state.path} holds no applied ruleset to load "
+              "instead: nothing was loaded", file=sys.stderr)
+        return EXIT_POLICY
+    dynamic = dynamic_sets(b.name for b in live.blocks(script) if b.kind == "set")
+    _report(args, state, _load(state, Compiled(applied.target, script, applied.digest, dynamic, applied.policy), args),
+            applied.policy)
+    print(f"nftc: apply: {args.policy} does not compile: loaded the last applied ruleset instead (policy "
+          f"{applied.policy}, sha256:{applied.digest[:16]}); fix the policy", file=sys.stderr)
+    return EXIT_POLICY
+
+
+def _report(args, state: StateDir, outcome, policy: str) -> int:
+    for target in outcome.removed:
+        print(f"removed nftc's earlier table {target} (the policy now names table {outcome.target})")
+    if outcome.discarded:
+        print(f"nftc: apply: warning: discarded {len(outcome.discarded)} hand-edited lines of table "
+              f"{outcome.target} (drift):", file=sys.stderr)
+        for line in outcome.discarded[:MAX_SHOWN_LINES]:
+            print(f"  {line}", file=sys.stderr)
+    if outcome.left_behind:
+        print(f"nftc: apply: warning: {outcome.left_behind} dynamic elements were not addresses nftc can read "
+              "and were not carried over", file=sys.stderr)
+    print(f"applied {policy}: table {outcome.target} sha256:{outcome.digest[:16]}"
+          + (f", {outcome.carried} dynamic elements carried over" if outcome.carried else ""))
+    if outcome.confirm_deadline is not None:
+        when = time.strftime("%H:%M:%S", time.localtime(outcome.confirm_deadline))
+        print(f"rolling back at {when} unless confirmed: nftc confirm{_state_option(args, state)}"
+              + (" (the snapshot is still the last confirmed state)" if outcome.kept_snapshot else ""))
     return EXIT_OK
 
 
-def _state_option(args) -> str:
-    return f" --state-dir {args.state_dir}" if args.state_dir else ""
+MAX_SHOWN_LINES = 20
+
+
+def _state_option(args, state: StateDir) -> str:
+    """The state directory as the guard sees it (absolute): a confirm from another directory must find it."""
+    return f" --state-dir {shlex.quote(state.path)}" if args.state_dir else ""
 
 
 def _lockout(args, checked) -> str | None:
-    from .lockout import from_ssh_connection, ingress_interface, lockout_problem, parse_admin_from
+    from .lockout import ancestors, find_admin, ingress_interface, lockout_problem, parse_admin_from
     from .zones import interfaces
 
-    endpoint = parse_admin_from(args.admin_from) if args.admin_from else \
-        from_ssh_connection(os.environ.get("SSH_CONNECTION"))
+    endpoint = parse_admin_from(args.admin_from) if args.admin_from else find_admin(os.environ, ancestors())
     if endpoint is None:
+        if os.isatty(0) or os.isatty(2):  # silent when nobody watches (systemd, Ansible): README, docs/apply.md
+            print("nftc: apply: warning: lockout guard is off: no SSH client found (not in the environment, nor in "
+                  "a parent's such as sudo's or su's); give --admin-from ADDR[:PORT] to check the address you "
+                  "connect from", file=sys.stderr)
         return None
     uses_interfaces = any(interfaces(zone) for zone in checked.zones)
     problem = lockout_problem(checked, endpoint, ingress_interface(endpoint.address) if uses_interfaces else None)
@@ -114,48 +201,32 @@ def _lockout(args, checked) -> str | None:
 def _confirm(args, state: StateDir) -> int:
     from .apply import confirm
 
-    record = confirm(state, args.wait)
-    print(f"confirmed: table {record.get('table', '?')} from {record.get('policy', '?')} stays loaded")
+    applied = confirm(state, args.wait)
+    print(f"confirmed: table {applied.target if applied else '?'} from {applied.policy if applied else '?'} "
+          "stays loaded")
     return EXIT_OK
 
 
 def _rollback(args, state: StateDir) -> int:
     from .apply import rollback
 
-    meta = rollback(state, args.wait)
-    previous = meta.get("applied") or {}
-    if meta["existed"]:
-        print(f"rolled back: table {meta['family']} {meta['table']} as it was at {meta['time']}"
-              + (f" ({previous.get('policy')})" if previous else ""))
-    else:
-        print(f"rolled back: there was no table {meta['family']} {meta['table']} before; deleted it")
+    saved, notes = rollback(state, args.wait)
+    for table in saved.record.tables:
+        print(f"rolled back: table {table.target} as it was at {saved.record.time}"
+              + (f" ({saved.record.applied.policy})" if saved.record.applied else "") if table.existed else
+              f"rolled back: there was no table {table.target} before; deleted it")
+    for note in notes:
+        print(f"nftc: rollback: warning: {note}", file=sys.stderr)
     return EXIT_OK
-
-
-def _drift(state: StateDir, live_listing: str, reference: str | None = None) -> tuple[str, list[str]]:
-    """('none'|'DRIFT'|'unknown', lines): the live table vs what was loaded for the digest in its comment."""
-    from . import live
-
-    digest = live.digest(live_listing)
-    applied = state.read_json("applied.json") or {}
-    script = state.read_text("applied.script")
-    if script is not None and applied.get("digest") == digest:
-        from . import kernel
-        recorded = kernel.listing_in_private_namespace(script, applied["family"], applied["table"])
-        lines = live.drift(live_listing, recorded)
-    elif reference is not None and live.digest(reference) == digest:
-        lines = live.drift(live_listing, reference)
-    else:
-        return "unknown", [f"no record of sha256:{digest} in {state.path}; cannot tell hand edits"]
-    return ("DRIFT" if lines else "none"), lines
 
 
 def _diff(args, state: StateDir) -> int:
     from . import kernel, live
+    from .apply import drift
     from .cli import _compiled
     from .render_nft import render_nft
 
-    compilation = _compiled(args.policy)
+    compilation = _compiled(args.policy, args.strict)
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table
@@ -167,7 +238,7 @@ def _diff(args, state: StateDir) -> int:
     _section("policy changes", live.policy_changes(current, new))
     _section("nft rules (- live, + new)", live.rule_changes(current, new))
     if current is not None:
-        verdict, lines = _drift(state, current, new)
+        verdict, lines = drift(state, current, new)
         if verdict == "none":
             print("drift: none (the live table is what was applied)")
         else:
@@ -183,27 +254,42 @@ def _section(title: str, lines: list[str]) -> None:
 
 def _status(args, state: StateDir) -> int:
     from . import kernel, live
+    from .apply import drift, read_applied
 
-    applied = state.read_json("applied.json") or {}
-    family, name = applied.get("family", "inet"), args.table or applied.get("table", "zfw")
+    applied = read_applied(state) if state.exists() else None
+    family, name = "inet", args.table or (applied.target.name if applied else "zfw")
     current = kernel.list_table(family, name)
     if current is None:
         print(f"table {family} {name}: not loaded")
         return EXIT_FAILURE
     digest = live.digest(current)
     print(f"table {family} {name}: loaded")
-    ours = applied.get("digest") == digest
-    print(f"policy:  {applied.get('policy') if ours else live.policy_name(current)}")
+    ours = applied is not None and applied.digest == digest
+    print(f"policy:  {applied.policy if ours else live.policy_name(current)}")
     print(f"sha256:  {digest}")
-    print(f"applied: {applied.get('time', 'unknown') if ours else 'unknown (not by this state dir)'}")
-    verdict, lines = _drift(state, current)
+    print(f"applied: {(applied.time + (' (restored by a rollback)' if applied.restored else '')) if ours else 'unknown (not by this state dir)'}")
+    verdict, lines = drift(state, current)
     print(f"drift:   {verdict}" + (f" ({len(lines)} lines differ; see nftc diff)" if verdict == "DRIFT" else ""))
-    pending = state.read_json("pending.json")
-    if pending:
-        print(f"pending: rollback in {max(0, round(pending['deadline'] - time.time()))} s unless nftc confirm")
+    if state.exists():
+        _pending_line(state)
     opened, dropped = live.counter_rows(kernel.list_counters(family, name))
     print()
     print(live.format_rows(("ZONE", "SERVICE", "RULE", "PACKETS", "BYTES"), opened))
     print()
     print(live.format_rows(("DROP REASON", "PACKETS", "BYTES"), dropped))
     return EXIT_OK
+
+
+def _pending_line(state: StateDir) -> None:
+    from .apply import PENDING, read_pending_or_none
+    from .records import boot_id, boottime
+
+    if state.read_text(PENDING) is None:
+        return
+    pending = read_pending_or_none(state)
+    if pending is None:
+        print("pending: DAMAGED record: the guard rolls back at the deadline (nftc confirm or nftc rollback now)")
+    elif pending.boot_id != boot_id():
+        print("pending: a record from an earlier boot (no guard survives a reboot): ignored")
+    else:
+        print(f"pending: rollback in {max(0, round(pending.deadline - boottime()))} s unless nftc confirm")

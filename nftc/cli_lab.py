@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
-from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
+from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, interrupted_exit_code
+
+NEEDS_ROOT = "needs root (it creates network namespaces); run it with sudo"
 
 
 def add_command(commands) -> None:
@@ -19,8 +22,16 @@ def add_command(commands) -> None:
     lab_cmd.add_argument("--down", metavar="PREFIX", help="tear down a lab kept with --keep")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the lab is running: it unwinds through the finally blocks that tear the lab down."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _terminate(signum, frame):
-    raise KeyboardInterrupt  # unwinds through the lab's finally blocks, which tear it down
+    raise Stopped(signum)
 
 
 def lab(args) -> int:
@@ -28,6 +39,9 @@ def lab(args) -> int:
     from .cli import _compiled
 
     if args.down:
+        if os.geteuid() != 0:
+            print(f"nftc: lab: {NEEDS_ROOT}", file=sys.stderr)
+            return EXIT_FAILURE
         try:
             names = lab_module.tear_down(args.down)
         except lab_module.LabError as exc:
@@ -41,12 +55,19 @@ def lab(args) -> int:
     compilation = _compiled(args.policy)
     if compilation is None:
         return EXIT_POLICY
+    if os.geteuid() != 0:  # checked after compiling: policy errors need no root, and are worth seeing first
+        print(f"nftc: lab: {NEEDS_ROOT}", file=sys.stderr)
+        return EXIT_FAILURE
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(lab_module, compilation.checked, args)
     except lab_module.LabError as exc:
         print(f"nftc: lab: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the lab's finally blocks have torn it down
+        print(f"nftc: lab: {'terminated' if isinstance(exc, Stopped) else 'interrupted'}; the lab was torn down",
+              file=sys.stderr)
+        return interrupted_exit_code(exc)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

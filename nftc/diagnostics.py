@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from .model import Span
 
 
 MAX_SHOWN_COLUMNS = 160  # of a source line under a message
+MAX_QUOTED = 48  # characters of a token a message quotes: every address or CIDR whole (43 at most), never a 1 MB token
+MAX_MESSAGE = 1000  # characters of a message or hint: longer ones are a bug, and are cut rather than flood a terminal
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,26 @@ class PolicyError(Exception):
         super().__init__(self.diagnostics[0].message if self.diagnostics else "policy error")
 
 
+def quoted(text: str) -> str:
+    """`'text'` for a message, cut after MAX_QUOTED characters: what a user wrote may be a 1 MB token."""
+    return f"'{text}'" if len(text) <= MAX_QUOTED else f"'{text[:MAX_QUOTED]}...'"
+
+
 def error(message: str, span: Span | None = None, hint: str = "") -> Diagnostic:
     return Diagnostic("error", message, span, hint)
 
 
 def warning(message: str, span: Span | None = None, hint: str = "") -> Diagnostic:
     return Diagnostic("warning", message, span, hint)
+
+
+STRICT_NOTE = "an error because of --strict"
+
+
+def as_error(diagnostic: Diagnostic) -> Diagnostic:
+    """A warning as --strict reports it: an error, the same text, and a hint that says why it is one."""
+    hint = f"{diagnostic.hint} ({STRICT_NOTE})" if diagnostic.hint else STRICT_NOTE
+    return replace(diagnostic, severity="error", hint=hint)
 
 
 MAX_SHOWN_DIAGNOSTICS = 20  # a file of garbage gets the first ones and a count, not megabytes
@@ -56,8 +72,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 def render_diagnostic(diagnostic: Diagnostic, sources: Mapping[str, str]) -> str:
     """`file:line:col: error: message`, then the source line with a caret under the span, then `hint: ...`."""
     span = diagnostic.span
-    head = f"{diagnostic.severity}: {_escaped(diagnostic.message)}"
-    hint = _escaped(diagnostic.hint)
+    head = f"{diagnostic.severity}: {_escaped(_cut(diagnostic.message))}"
+    hint = _escaped(_cut(diagnostic.hint))
     if span is None:
         return head + (f"\n  hint: {hint}" if hint else "")
     lines = [f"{_escaped(str(span))}: {head}"]  # a file name may hold anything, a newline or an escape too
@@ -80,6 +96,10 @@ def _window_start(length: int, column: int) -> int:
     if length <= MAX_SHOWN_COLUMNS or column <= MAX_SHOWN_COLUMNS // 2:
         return 0
     return min(column - 1 - MAX_SHOWN_COLUMNS // 2, length - MAX_SHOWN_COLUMNS)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
 
 
 def _escaped(text: str) -> str:

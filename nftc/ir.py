@@ -26,13 +26,21 @@ class Ct:
 
 
 @dataclass(frozen=True)
+class Fib:
+    """`fib saddr . iif oif`: a route lookup made for the packet; here, the route back to its source."""
+
+    flags: tuple[str, ...]  # what the lookup keys on: saddr, daddr, mark, iif, oif
+    result: str  # oif: the interface the route leaves by
+
+
+@dataclass(frozen=True)
 class Concat:
     """`a . b`: a concatenated key (of fields, for a lookup) or value (of literals, for an element)."""
 
     parts: tuple
 
 
-Field = Union[Meta, Payload, Ct, Concat]
+Field = Union[Meta, Payload, Ct, Fib, Concat]
 
 
 # Values: the right side of a match.
@@ -45,7 +53,7 @@ class SetRef:
 
 @dataclass(frozen=True)
 class AnonSet:
-    values: tuple[str | int, ...]
+    values: tuple[str | int | Prefix, ...]
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,14 @@ class Flags:
     values: tuple[str, ...]
 
 
-Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags, Concat]
+@dataclass(frozen=True)
+class Presence:
+    """Whether a lookup found anything: `exists` or `missing` (`fib saddr . iif oif missing`: no route back)."""
+
+    exists: bool
+
+
+Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags, Concat, Presence]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
+
+from . import child
 
 INSTALL_HINT = (
     "the python3-nftables bindings are missing: install them with 'apt install python3-nftables' "
@@ -49,12 +50,21 @@ def run_script(script: str, dry_run: bool = False, json_output: bool = False) ->
     if not hasattr(nft, "cmd_from_file"):  # old bindings: errors then lack line numbers
         rc, output, error = nft.cmd(script)
         return NftResult(rc == 0, output, error)
-    # From a file, libnftables reports `file:line:col` for errors; from a buffer it does not.
-    with tempfile.NamedTemporaryFile("w", prefix="nftc-", suffix=".nft") as handle:
-        handle.write(script)
-        handle.flush()
-        rc, output, error = nft.cmd_from_file(handle.name)
+    # From a file, libnftables reports `file:line:col` for errors; from a buffer it does not. The file is a memfd:
+    # no disk space needed (a rollback on a full /var or /tmp still loads) and no name another user could touch.
+    descriptor = os.memfd_create("nftc-script", os.MFD_CLOEXEC)
+    try:
+        _write_all(descriptor, script.encode())
+        rc, output, error = nft.cmd_from_file(f"/proc/self/fd/{descriptor}")
+    finally:
+        os.close(descriptor)
     return NftResult(rc == 0, output, error)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 PRIVILEGE_HINT = "permission denied by the kernel: loading or listing nftables needs root (CAP_NET_ADMIN)"
@@ -73,6 +83,17 @@ def list_table(family: str, name: str) -> str | None:
         return None
     raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
                       "cannot list table: " + " ".join(result.error.split())[:200])
+
+
+def list_set(family: str, table: str, name: str) -> dict | None:
+    """One set as libnftables JSON (`{"set": {...}}`), or None when there is no such set: data, never text."""
+    result = run_script(f"list set {family} {table} {name}", json_output=True)
+    if not result.ok:
+        if "No such file or directory" in result.error:
+            return None
+        raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
+                          "cannot list set: " + " ".join(result.error.split())[:200])
+    return next((item for item in json.loads(result.output)["nftables"] if "set" in item), None)
 
 
 def list_counters(family: str, name: str) -> list[dict]:
@@ -98,8 +119,8 @@ def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedP
     if unshare is None:
         raise KernelError("'unshare' (util-linux) is needed to load or check a ruleset in a private namespace")
     flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
-    return subprocess.run([unshare, *flags, "--", sys.executable, "-m", "nftc.kernel", *mode],
-                          input=script, capture_output=True, text=True, timeout=120)
+    return subprocess.run([unshare, *flags, "--", *child.python_module("nftc.kernel", *mode)],
+                          input=script, capture_output=True, text=True, timeout=120, cwd=child.CWD)
 
 
 def check_script(script: str) -> NftResult:

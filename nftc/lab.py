@@ -16,15 +16,15 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from . import labplan, netns
+from . import child, labplan, netns
 from .labplan import LOOPBACK, Probe, Topology
 from .resolve import LOCALHOST, CheckedPolicy
 
@@ -99,7 +99,7 @@ def _start(live: LiveLab, namespace: str, args: list[str], log_name: str) -> sub
     log = open(os.path.join(live.state_dir, log_name), "ab")
     try:
         process = subprocess.Popen(["ip", "netns", "exec", namespace, *args], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                                   stdout=subprocess.PIPE, stderr=log, start_new_session=True, cwd=child.CWD)
     finally:
         log.close()
     live.pids.append(process.pid)
@@ -116,9 +116,10 @@ def start_listeners(live: LiveLab, ports: dict[str, tuple[int, ...]]) -> None:
                                    str(MEMCACHED_PORT), "-l", listen, "-m", "16"], "memcached.log")
         live.memcached = True
         ports = {p: tuple(x for x in ports[p] if x != MEMCACHED_PORT) for p in ports}
-    listener = _start(live, live.server, [sys.executable, "-m", "nftc.probe", "listen",
-                                          "--tcp", ",".join(map(str, ports["tcp"])),
-                                          "--udp", ",".join(map(str, ports["udp"]))], "listener.log")
+    listener = _start(live, live.server, child.python_module("nftc.probe", "listen",
+                                                             "--tcp", ",".join(map(str, ports["tcp"])),
+                                                             "--udp", ",".join(map(str, ports["udp"]))),
+                      "listener.log")
     ready, _, _ = select.select([listener.stdout], [], [], 20)
     if not ready or listener.stdout.readline().strip() != b"ready":
         raise LabError(f"the lab's listener did not start: see {live.state_dir}/listener.log")
@@ -172,9 +173,10 @@ def _reap(pid: int, timeout: float) -> None:
 def load_policy(live: LiveLab, policy_path: str) -> None:
     """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
-    command = ["ip", "netns", "exec", live.server, sys.executable, "-m", "nftc", "apply", "--state-dir",
-               os.path.join(live.state_dir, "apply"), policy_path]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+    command = ["ip", "netns", "exec", live.server,
+               *child.python_module("nftc", "apply", "--state-dir", os.path.join(live.state_dir, "apply"),
+                                    os.path.abspath(policy_path))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment, cwd=child.CWD)
     if result.returncode != 0:
         raise LabError(f"loading {policy_path} into the lab failed: {(result.stderr or result.stdout).strip()}")
 
@@ -200,17 +202,33 @@ def session(checked: CheckedPolicy, load: Loader, keep: bool = False) -> Iterato
         kept = keep
     finally:
         if not kept:
-            stop_processes(live.pids)
-            lab.close()
-            shutil.rmtree(state_dir, ignore_errors=True)
+            with _signals_held():
+                stop_processes(live.pids)
+                lab.close()
+                shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """The teardown runs to its end: a second Ctrl-C (or SIGTERM) during it would leave namespaces behind."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 # Probing
 
 
 def run_scan(live: LiveLab, namespace: str, targets: list[dict], timeout: float = 1.5) -> list[dict]:
-    result = live.exec(namespace, sys.executable, "-m", "nftc.probe", "scan", "--timeout", str(timeout),
-                       input=json.dumps(targets), timeout=120)
+    command = ["ip", "netns", "exec", namespace, *child.python_module("nftc.probe", "scan", "--timeout", str(timeout))]
+    result = subprocess.run(command, input=json.dumps(targets), capture_output=True, text=True, timeout=120,
+                            check=True, cwd=child.CWD)
     return json.loads(result.stdout)
 
 
@@ -226,9 +244,9 @@ def scan_builtin(live: LiveLab, probes: tuple[Probe, ...]) -> dict[Probe, str]:
         by_zone.setdefault(probe.zone, []).append(probe)
     running = {}
     for zone, zone_probes in by_zone.items():
-        command = ["ip", "netns", "exec", live.namespace_of(zone), sys.executable, "-m", "nftc.probe", "scan"]
+        command = ["ip", "netns", "exec", live.namespace_of(zone), *child.python_module("nftc.probe", "scan")]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
+                                   text=True, cwd=child.CWD)
         running[zone] = (process, zone_probes)
     observed: dict[Probe, str] = {}
     for zone, (process, zone_probes) in running.items():

@@ -7,12 +7,13 @@ compiled ruleset loaded in a private namespace (what `diff` compares against).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass
 
 DYNAMIC_PREFIX = "dyn_"
 PORT_MAP_PREFIX = "ports_"
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_MARKER = re.compile(r'\tcomment "nftc [0-9A-Za-z.+-]+ policy [A-Za-z0-9._-]* sha256:([0-9a-f]{64})"')
 _POLICY = re.compile(r'comment "nftc \S+ policy (\S+) sha256:')
 _BLOCK = re.compile(r"^\t(set|map|chain|counter|limit) (\S+) \{$")
 _COUNTER_VALUES = re.compile(r"^\s*packets \d+ bytes \d+\s*$")
@@ -35,10 +36,19 @@ class Block:
 
 
 def digest(listing: str | None) -> str | None:
-    """The sha256 the compiler put in the table comment, or None."""
-    head = (listing or "").split("\n", 3)[:3]
-    found = _DIGEST.search("\n".join(head))
-    return found.group(1) if found else None
+    """The sha256 in nftc's marker (the table comment the compiler writes), or None: a table without the marker is
+    not nftc's. Reads a listing or a compiled script alike (the marker is within their first five lines)."""
+    for line in (listing or "").split("\n", 5)[:5]:
+        found = _MARKER.fullmatch(line)
+        if found:
+            return found.group(1)
+    return None
+
+
+def script_digest(script: str) -> str:
+    """The digest the compiler puts in the marker: the sha256 of the script without the marker line."""
+    without = "".join(line for line in script.splitlines(keepends=True) if not _MARKER.fullmatch(line.rstrip("\n")))
+    return hashlib.sha256(without.encode()).hexdigest()
 
 
 def policy_name(listing: str | None) -> str | None:
@@ -102,14 +112,6 @@ def rule_lines(listing: str) -> list[str]:
 def set_elements(listing: str) -> dict[str, tuple[str, ...]]:
     """Elements of every static set and map (dynamic ones change at run time and are not the policy's)."""
     return {b.name: elements(b) for b in blocks(listing) if b.kind in ("set", "map") and not b.dynamic}
-
-
-def dynamic_elements(listing: str | None) -> dict[str, tuple[str, ...]]:
-    """Elements of the `dyn_` sets: what fail2ban or an admin added, to carry into the next table."""
-    if not listing:
-        return {}
-    return {b.name: elements(b) for b in blocks(listing)
-            if b.kind == "set" and b.name.startswith(DYNAMIC_PREFIX) and elements(b)}
 
 
 @dataclass(frozen=True, order=True)

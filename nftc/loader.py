@@ -8,16 +8,18 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import os
-from typing import MutableMapping
+from dataclasses import dataclass
+from typing import Callable, MutableMapping, TypeVar
 
 from . import model as m
 from .diagnostics import Diagnostic, PolicyError, error
-from .parser import parse_network, parse_text
+from .parser import parse_network, parse_text, statement_start_hint
 
 MAX_INCLUDE_DEPTH = 16
 MAX_POLICY_BYTES = 1 << 20
 MAX_ADDRESS_FILE_BYTES = 64 << 20
 MAX_ADDRESSES = 1_000_000
+T = TypeVar("T")
 
 
 def load_policy(path: str, sources: MutableMapping[str, str]) -> m.Policy:
@@ -27,8 +29,8 @@ def load_policy(path: str, sources: MutableMapping[str, str]) -> m.Policy:
     return _assemble(statements, source=os.path.normpath(path))
 
 
-def _read(path: str, limit_bytes: int, what: str, span: m.Span | None, sources: MutableMapping[str, str]) -> str:
-    """The file's text, also stored in `sources` (even when it is not valid UTF-8, so the error can show it)."""
+def _read(path: str, limit_bytes: int, what: str, span: m.Span | None) -> bytes:
+    """The file's bytes; errors about the file itself (missing, a directory, too large) name only its path."""
     if os.path.isdir(path):
         raise PolicyError([error(f"{what} '{path}' is a directory", span, hint="name a file")])
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
@@ -43,14 +45,81 @@ def _read(path: str, limit_bytes: int, what: str, span: m.Span | None, sources: 
         raise PolicyError([error(f"cannot read {what} '{path}': {exc.strerror}", span)]) from None
     if len(data) > limit_bytes:
         raise PolicyError([error(f"{what} '{path}' is larger than {limit_bytes >> 20} MiB", span)])
-    data = data.removeprefix(codecs.BOM_UTF8)  # some editors start UTF-8 files with one; it is not text
-    sources[path] = data.decode("utf-8", errors="replace")
+    return data.removeprefix(codecs.BOM_UTF8)  # some editors start UTF-8 files with one; it is not text
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What a file must show itself to be, by its first entry, before a diagnostic may quote any of it."""
+
+    name: str  # "a policy"
+    problem: Callable[[str], str]  # the first entry -> '' when it is of this kind, else a hint that quotes none of it
+    message: str  # the one error about a file whose first entry is not
+
+
+def _address_problem(entry: str) -> str:
+    return "" if parse_network(entry)[0] is not None else \
+        "an address file holds one address or CIDR per line, and # comments"
+
+
+_POLICY = _Kind("a policy", statement_start_hint, "not a policy: its first statement does not start with a keyword")
+_ADDRESS_LIST = _Kind("an address list", _address_problem,
+                      "not an address list: its first entry is not an IPv4 or IPv6 address or CIDR")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A file's first statement or address, comment removed, and where it starts."""
+
+    line: int
+    column: int
+    text: str
+
+
+def _parsed(path: str, data: bytes, what: str, kind: _Kind, parse: Callable[[str], T],
+            sources: MutableMapping[str, str]) -> T:
+    """`parse` the file's text; `sources` keeps it (even when it is not valid UTF-8, so an error can show it).
+
+    Until its first entry shows the file is of `kind`, an error in it is reported once, by position, and nothing
+    of its text is shown: `include "/etc/shadow"` or `zone z = file "/proc/self/environ"`, run through sudo, must
+    not print what they name."""
+    text = data.decode("utf-8", errors="replace")
+    sources[path] = text
+    entry = _first_entry(text)
+    problem = kind.problem(entry.text) if entry else ""
+    try:
+        return parse(_decoded(data, path, what))
+    except PolicyError as exc:
+        if entry and not problem:  # the file showed what it is: every diagnostic, with its source line
+            raise
+        del sources[path]
+        if entry is None:  # only blanks and comments: the error is a byte that is not UTF-8, and quotes none of it
+            raise PolicyError(exc.diagnostics[:1]) from None
+        raise PolicyError([error(kind.message, m.Span(path, entry.line, entry.column),
+                                 hint=f"{problem} (nftc shows nothing of a file that is not {kind.name})")]) from None
+
+
+def _decoded(data: bytes, path: str, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError([error(f"{what} '{path}' is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
                                  _byte_span(data, exc.start, path),
                                  hint="save it as UTF-8; outside comments a policy is plain ASCII")]) from None
+
+
+def _first_entry(text: str) -> _Entry | None:
+    """The first line holding more than blanks and a comment, read as parse_address_file reads lines."""
+    start, number = 0, 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            return _Entry(number, line.index(entry) + 1, entry)
+        start, number = end + 1, number + 1
+    return None
 
 
 def _byte_span(data: bytes, offset: int, path: str) -> m.Span:
@@ -62,8 +131,9 @@ def _byte_span(data: bytes, offset: int, path: str) -> m.Span:
 def _load_statements(
     path: str, sources: MutableMapping[str, str], chain: tuple[str, ...], limit_bytes: int, span=None
 ) -> tuple[m.Statement, ...]:
-    text = _read(path, limit_bytes, "policy file" if not chain else "included file", span, sources)
-    statements = parse_text(text, path)
+    what = "policy file" if not chain else "included file"
+    statements = _parsed(path, _read(path, limit_bytes, what, span), what, _POLICY,
+                         lambda text: parse_text(text, path), sources)
     chain = chain + (os.path.realpath(path),)
     expanded: list[m.Statement] = []
     for statement in statements:
@@ -102,8 +172,9 @@ def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource
     if not isinstance(source, m.FileSource):
         return source
     path = os.path.normpath(os.path.join(os.path.dirname(source.span.file), source.path))
-    text = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span, sources)
-    networks = parse_address_file(text, path, limit=budget[0])
+    data = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span)
+    networks = _parsed(path, data, "address file", _ADDRESS_LIST,
+                       lambda text: parse_address_file(text, path, limit=budget[0]), sources)
     if networks is None:
         raise PolicyError([error(f"zones hold more than {MAX_ADDRESSES} addresses in all", source.span,
                                  hint="merge the list into wider prefixes")])
@@ -137,7 +208,7 @@ def parse_address_file(text: str, path: str, limit: int = MAX_ADDRESSES) -> tupl
     return tuple(networks)
 
 
-_SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo"}
+_SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo", m.RpFilter: "rpfilter"}
 
 
 def _assemble(statements: tuple[m.Statement, ...], source: str) -> m.Policy:
@@ -165,5 +236,6 @@ def _assemble(statements: tuple[m.Statement, ...], source: str) -> m.Policy:
         assertions=of(m.Assertion),
         log_drops=first.get(m.LogDrops),
         icmp_echo=first.get(m.IcmpEcho, m.DEFAULT_ECHO),
+        rpfilter=first.get(m.RpFilter, m.DEFAULT_RPFILTER),
         source=source,
     )

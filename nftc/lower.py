@@ -1,16 +1,18 @@
 """Checked policy -> nftables IR: one inet table with an input chain that dispatches to one chain per zone.
 
-The path of a new connection: loopback, anti-spoofing, UDP 11211, conntrack, ICMP, one lookup in an interface
-map and one in an address interval map (-> the zone's chain), one lookup in the zone's port map (protocol . port
--> the chain of the rule and service that decide it), then that chain's counter and verdict. The zone's port map
-is built from `reach.zone_segments`, the same first-match walk the assertions are proved with, so what the kernel
-does and what nftc proves are one computation. No path grows with the number of rules, ports or addresses.
+The path of a new connection: loopback, anti-spoofing (loopback sources off `lo`, then the reverse-path check),
+UDP 11211, ping (per source), conntrack, ICMP errors, one lookup in an interface map and one in an address
+interval map (-> the zone's chain), one lookup in the zone's port map (protocol . port -> the chain of the rule
+and service that decide it), then that chain's counter and verdict. The zone's port map is built from
+`reach.zone_segments`, the same first-match walk the assertions are proved with, so what the kernel does and what
+nftc proves are one computation. No path grows with the number of rules, ports or addresses.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 from . import ir
 from . import model as m
@@ -27,7 +29,30 @@ ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
 DEFAULT_LOG_RATE = m.Rate(10, "minute")
 LIMIT_SET_SIZE = 65535
 LIMIT_SET_TIMEOUT = "1m"
-FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))  # version, payload protocol, set key type
+# Fib lookups of the reverse-path check, per `rpfilter` mode (`off`: none). `mark` keeps fwmark policy routing
+# (wg-quick, multi-WAN) working, as firewalld's rpfilter does; `iif` makes it strict: the route back to the
+# source must leave by the interface the packet came in on, not just exist.
+RPFILTER_LOOKUPS = {"strict": ("saddr", "mark", "iif"), "loose": ("saddr", "mark")}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One IP family, as the ruleset spells it."""
+
+    version: int
+    protocol: str  # the payload protocol: ip, ip6
+    key_type: str  # of a set of its addresses
+    icmp: str  # its ICMP: icmp, icmpv6
+    loopback: tuple[str | ir.Prefix, ...]  # sources that only ever come from the machine itself
+
+
+FAMILIES = (
+    Family(4, "ip", "ipv4_addr", "icmp", (ir.Prefix("127.0.0.0", 8),)),
+    # ::1, and IPv4 loopback written in IPv6: IPv4-mapped (a dual-stack socket reports ::ffff:127.0.0.1 as
+    # 127.0.0.1) and the deprecated IPv4-compatible form (RFC 4291 2.5.5.1). The kernel drops ::1 off `lo`
+    # itself, but lets both others through.
+    Family(6, "ip6", "ipv6_addr", "icmpv6", ("::1", ir.Prefix("::ffff:127.0.0.0", 104), ir.Prefix("::127.0.0.0", 104))),
+)
 
 
 class _Builder:
@@ -98,14 +123,12 @@ def lower_policy(checked: CheckedPolicy) -> ir.Table:
 
 
 def _input_chain(b: _Builder) -> ir.Chain:
-    lo = ir.Match(ir.Meta("iif"), "lo")
-    not_lo = ir.Match(ir.Meta("iif"), "lo", negate=True)
     rules = [
-        ir.Rule((lo, ir.Verdict("goto", "zone_localhost")), "loopback: built-in zone localhost"),
-        ir.Rule((not_lo, ir.Match(ir.Payload("ip", "saddr"), ir.Prefix("127.0.0.0", 8)),
-                 b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback"),
-        ir.Rule((not_lo, ir.Match(ir.Payload("ip6", "saddr"), "::1"),
-                 b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback"),
+        ir.Rule((ir.Match(ir.Meta("iif"), "lo"), ir.Verdict("goto", "zone_localhost")),
+                "loopback: built-in zone localhost"),
+        *_spoofed_loopback_rules(b),
+        *_on_link_icmpv6_rules(),  # before the reverse-path check: ND from :: (duplicate address detection)
+        *_rpfilter_rules(b),
         ir.Rule((ir.Match(ir.Payload("udp", "dport"), 11211), b.counter("drop/memcached-udp"),
                  ir.Verdict("drop")), "memcached UDP: never outside localhost (memcrashed)"),
         *_echo_rules(b),  # before conntrack: every request of one ping is "established" after the first reply
@@ -113,7 +136,7 @@ def _input_chain(b: _Builder) -> ir.Chain:
                 "replies to allowed connections"),
         ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("invalid",))), b.counter("drop/invalid"),
                  ir.Verdict("drop")), "invalid conntrack state"),
-        *_icmp_rules(),
+        *_icmp_error_rules(),
         *_dispatch_rules(b),
         *b.log_rule((), "no-zone", None),
         ir.Rule((b.counter("drop/no-zone"), ir.Verdict("drop")), "source in no zone"),
@@ -121,13 +144,32 @@ def _input_chain(b: _Builder) -> ir.Chain:
     return ir.Chain("input", tuple(rules), ir.Hook("input", 0, "drop"))
 
 
-def _icmp_rules() -> list[ir.Rule]:
-    hop255 = ir.Match(ir.Payload("ip6", "hoplimit"), 255)
+def _spoofed_loopback_rules(b: _Builder) -> list[ir.Rule]:
+    """A loopback source arriving on any other interface is forged: services trust 127.0.0.1."""
+    not_lo = ir.Match(ir.Meta("iif"), "lo", negate=True)
+    return [ir.Rule((not_lo, ir.Match(ir.Payload(f.protocol, "saddr"), _one_or_set(f.loopback)),
+                     b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback")
+            for f in FAMILIES]
+
+
+def _one_or_set(values: tuple) -> ir.Value:
+    """A single value as itself (the rule reads as before), several as an anonymous set: still one rule."""
+    return values[0] if len(values) == 1 else ir.AnonSet(values)
+
+
+def _on_link_icmpv6_rules() -> list[ir.Rule]:
+    """Neighbour discovery and MLD, only with the hop limit that proves they were sent on the link itself."""
     return [
-        ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ND)), hop255, ir.Verdict("accept")),
+        ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ND)),
+                 ir.Match(ir.Payload("ip6", "hoplimit"), 255), ir.Verdict("accept")),
                 "IPv6 neighbour discovery (RFC 4890)"),
         ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_MLD)),
                  ir.Match(ir.Payload("ip6", "hoplimit"), 1), ir.Verdict("accept")), "IPv6 multicast listeners"),
+    ]
+
+
+def _icmp_error_rules() -> list[ir.Rule]:
+    return [
         ir.Rule((ir.Match(ir.Payload("icmpv6", "type"), ir.AnonSet(ICMPV6_ERRORS)), ir.Verdict("accept")),
                 "ICMPv6 errors IPv6 needs (packet-too-big...)"),
         ir.Rule((ir.Match(ir.Payload("icmp", "type"), ir.AnonSet(ICMP_ERRORS)), ir.Verdict("accept")),
@@ -135,30 +177,63 @@ def _icmp_rules() -> list[ir.Rule]:
     ]
 
 
+def _rpfilter_rules(b: _Builder) -> list[ir.Rule]:
+    """No route back to the source (strict: by the interface it came in on): forged, or routed asymmetrically.
+
+    Checked before the source picks a zone, so a LAN address sent in on the internet interface is never the LAN.
+    One lookup per packet, in the input chain only: nftc filters what reaches this host and never forwarding.
+    """
+    rpfilter = b.checked.policy.rpfilter
+    if rpfilter.mode not in RPFILTER_LOOKUPS:
+        return []
+    where = f"{b.where(rpfilter.span)} rpfilter {rpfilter.mode}" if rpfilter.span else \
+        f"rpfilter {rpfilter.mode} (default)"
+    back = "by the interface it came in on" if rpfilter.mode == "strict" else "by any interface"
+    chain = _counted_drop_chain(b, "rpfilter", rpfilter.span, where, f"no route back to the source {back}")
+    missing = ir.Match(ir.Fib(RPFILTER_LOOKUPS[rpfilter.mode], "oif"), ir.Presence(False))
+    return [ir.Rule((missing, ir.Verdict("goto", chain)), where)]
+
+
 def _echo_rules(b: _Builder) -> list[ir.Rule]:
-    """Ping answered under the rate (or not at all); over it, dropped and counted."""
-    rules = []
+    """Ping, each source under its own rate (a per-source meter, as `limit ... per source`): a flood spends only
+    the flooder's budget. The meter's rule accepts under the rate, so what it does not accept falls through to
+    the drop: over the rate, `icmp echo off`, and a new source when the meter is full (fail closed: forged
+    sources cannot buy unmetered replies)."""
     echo = b.checked.policy.icmp_echo
     where = b.where(echo.span) or "icmp echo (default)"
-    for protocol in ("icmp", "icmpv6"):
-        request = ir.Match(ir.Payload(protocol, "type"), "echo-request")
+    drop = _counted_drop_chain(b, "echo", echo.span, where, "ping over the rate of its source, or icmp echo off")
+    rules = []
+    for family in FAMILIES:
+        request = ir.Match(ir.Payload(family.icmp, "type"), "echo-request")
         if echo.enabled:
-            limit = ir.Limit(echo.rate.count, echo.rate.unit, echo.burst)
-            rules.append(ir.Rule((request, limit, ir.Verdict("accept")), where))
-        rules += b.log_rule((request,), "echo", echo.span)
-        rules.append(ir.Rule((request, b.counter("drop/echo"), ir.Verdict("drop")), where))
+            name = f"echo_v{family.version}"
+            b.sets[name] = ir.Set(name, family.key_type, dynamic=True, size=LIMIT_SET_SIZE,
+                                  timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter"))
+            under = ir.Limit(echo.rate.count, echo.rate.unit, echo.burst)
+            update = ir.SetUpdate(name, ir.Payload(family.protocol, "saddr"), under)
+            rules.append(ir.Rule((request, update, ir.Verdict("accept")), where))
+        rules.append(ir.Rule((request, ir.Verdict("goto", drop)), where))
     return rules
+
+
+def _counted_drop_chain(b: _Builder, reason: str, span: m.Span | None, where: str, comment: str) -> str:
+    """`drop_REASON`: log (under `log drops`), count as `drop/REASON` and drop. A chain, so the match that sends
+    a packet here (a route lookup, a meter) runs once however many rules the drop takes."""
+    name = f"drop_{reason}"
+    rules = b.log_rule((), reason, span) + (ir.Rule((b.counter(f"drop/{reason}"), ir.Verdict("drop")), where),)
+    b.chains[name] = ir.Chain(name, rules, comment=_comment(comment))
+    return name
 
 
 def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
     """`zone Z = dynamic`: run-time addresses in `dyn_Z_v4/_v6`, looked up before the zone maps (one address wins)."""
     rules = []
     for zone in (z for z in b.checked.zones if z.dynamic):
-        for version, protocol, key_type in FAMILIES:
-            name = f"dyn_{zone.name}_v{version}"
-            b.sets[name] = ir.Set(name, key_type, interval=True,
+        for family in FAMILIES:
+            name = f"dyn_{zone.name}_v{family.version}"
+            b.sets[name] = ir.Set(name, family.key_type, interval=True,
                                   comment=_comment(f"zone {zone.name}: added at run time"))
-            rules.append(ir.Rule((ir.Match(ir.Payload(protocol, "saddr"), ir.SetRef(name)),
+            rules.append(ir.Rule((ir.Match(ir.Payload(family.protocol, "saddr"), ir.SetRef(name)),
                                   ir.Verdict("goto", f"zone_{zone.name}")), f"zone {zone.name} (dynamic)"))
     return rules
 
@@ -173,16 +248,16 @@ def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
             interval=any(name.endswith("*") for name, _ in by_interface), is_map=True,
             comment="interface -> zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), "zones_iface"),), "zones by interface"))
-    for version, protocol, key_type in FAMILIES:
-        intervals = [i for i in b.checked.intervals if i.version == version]
+    for family in FAMILIES:
+        intervals = [i for i in b.checked.intervals if i.version == family.version]
         if not intervals:
             continue
-        name = f"zones_v{version}"
-        b.sets[name] = ir.Set(name, key_type, tuple(
+        name = f"zones_v{family.version}"
+        b.sets[name] = ir.Set(name, family.key_type, tuple(
             ir.Element(_address_key(i), ir.Verdict("goto", f"zone_{i.zone}")) for i in intervals),
             interval=True, is_map=True, comment="source -> most specific zone")
-        rules.append(ir.Rule((ir.VerdictMap(ir.Payload(protocol, "saddr"), name),),
-                             f"zones by IPv{version} source"))
+        rules.append(ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),
+                             f"zones by IPv{family.version} source"))
     return rules
 
 
@@ -294,11 +369,11 @@ def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
         b.limits.setdefault(name, ir.LimitObject(name, over, where))
         return [ir.Rule((ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
     rules = []
-    for version, protocol, key_type in FAMILIES:
-        name = f"limit_{rule.id}_v{version}"
-        b.sets.setdefault(name, ir.Set(name, key_type, dynamic=True, size=LIMIT_SET_SIZE,
+    for family in FAMILIES:
+        name = f"limit_{rule.id}_v{family.version}"
+        b.sets.setdefault(name, ir.Set(name, family.key_type, dynamic=True, size=LIMIT_SET_SIZE,
                                        timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter")))
-        update = ir.SetUpdate(name, ir.Payload(protocol, "saddr"), over)
+        update = ir.SetUpdate(name, ir.Payload(family.protocol, "saddr"), over)
         rules.append(ir.Rule((update, ir.Verdict("goto", chain)), where))
     return rules
 

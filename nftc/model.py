@@ -185,11 +185,23 @@ class LogDrops:
 
 @dataclass(frozen=True)
 class IcmpEcho:
-    """`icmp echo RATE [burst N]` or `icmp echo off`: answering ping (IPv4 and IPv6)."""
+    """`icmp echo RATE [burst N]` or `icmp echo off`: answering ping (IPv4 and IPv6), RATE per source address."""
 
     enabled: bool
     rate: Rate | None
     burst: int
+    span: Span | None = _span()
+
+
+RPFILTER_MODES = ("strict", "loose", "off")
+
+
+@dataclass(frozen=True)
+class RpFilter:
+    """`rpfilter strict|loose|off`: whether a source must be reachable back through the interface it came in on
+    (strict), through any interface (loose), or is not checked (off)."""
+
+    mode: str
     span: Span | None = _span()
 
 
@@ -205,11 +217,12 @@ class Include:
     span: Span | None = _span()
 
 
-Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, IcmpEcho, Include]
+Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, IcmpEcho, RpFilter, Include]
 
 
 DEFAULT_TABLE = "zfw"
 DEFAULT_ECHO = IcmpEcho(enabled=True, rate=Rate(10, "second"), burst=20)
+DEFAULT_RPFILTER = RpFilter("strict")  # a single-homed or symmetric host; README: `rpfilter`
 
 
 @dataclass(frozen=True)
@@ -224,4 +237,5 @@ class Policy:
     assertions: tuple[Assertion, ...]
     log_drops: LogDrops | None
     icmp_echo: IcmpEcho
+    rpfilter: RpFilter
     source: str

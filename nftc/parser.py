@@ -5,21 +5,32 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-import os
 import re
 
-from lark import __version__ as lark_version
-from lark import (Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
-                  v_args)
-from lark.exceptions import VisitError
-
-from . import __version__
 from . import model as m
-from .diagnostics import Diagnostic, PolicyError, did_you_mean, error
+from . import zfw_parser
+from .zfw_parser import (Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                         VisitError, v_args)
+from .diagnostics import Diagnostic, PolicyError, did_you_mean, error, quoted
 
 MAX_NAME_LENGTH = 32
 MAX_STRING_LENGTH = 100
-COMMON_TABLE_NAMES = ("filter", "nat", "mangle", "raw", "security")  # other tools' tables: nftc replaces its own
+# Tables other tools create in the ip, ip6 and inet families: nftc replaces its own table whole, so it must never
+# be one of theirs. Only names nftc's name syntax can spell matter: f2b-table (fail2ban's default), kube-proxy,
+# docker-bridges, nixos-fw, ts-filter, wg-quick-*, nm-shared-*, io.systemd.nat cannot be written in a policy.
+COMMON_TABLE_NAMES = (
+    "filter", "nat", "mangle", "raw", "security",  # iptables-nft (ufw, Docker, libvirt, kube-proxy); Debian's example
+    "firewalld", "firewalld_policy_drop",  # firewalld: TABLE_NAME and TABLE_NAME_POLICY in core/nftables.py
+    "f2b", "fail2ban",  # what admins set fail2ban's nftables `table` option to (action.d/nftables.conf)
+    "crowdsec", "crowdsec6",  # crowdsec-firewall-bouncer, nftables mode: ipv4 and ipv6 tables
+    "sshguard",  # sshguard's sshg-fw-nft-sets backend (ip and ip6)
+    "libvirt_network",  # libvirt's nftables firewall backend (virtual networks)
+    "netavark",  # podman's netavark, nftables driver (TABLENAME in src/firewall/nft.rs)
+    "incus", "lxd",  # incus and LXD bridge firewalls (table inet incus, table inet lxd)
+    "foomuuri",  # foomuuri (table inet foomuuri)
+    "fw4",  # OpenWrt's firewall4
+    "opensnitch",  # opensnitch's nftables firewall (table inet opensnitch)
+)
 # The table name is the one name nftc writes bare into nft text, where nft's scanner reads these as keywords
 # (families, objects, statements, verdicts, expressions): reserve them. Every other name nftc emits has a prefix
 # or a '/' (zone_lan, ports_lan, lan/ssh/r1), which nft never reads as a keyword.
@@ -56,41 +67,54 @@ _TERMINAL_WORDS = {
     "$END": "end of file",
 }
 _STATEMENT_KEYWORDS = ("zone", "service", "group", "allow", "deny", "reject", "assert", "include", "table",
-                       "log", "icmp")
-_STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops or icmp echo"
+                       "log", "icmp", "rpfilter")
+_STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops, icmp echo or rpfilter"
 _NAME_CHARACTERS = "names hold only ASCII letters, digits and '_', and start with a letter or '_'"
 _STRING_RULE = "strings hold printable ASCII without quotes or backslashes: nothing in one can read as nft syntax"
 
 
+_TOO_COMMON = "too common: it may be another tool's table"
+_NFT_KEYWORD = "an nft keyword"
+_TABLE_NAME_HINTS = {_TOO_COMMON: "nftc replaces its table whole; pick a name only nftc uses, such as zfw",
+                     _NFT_KEYWORD: "nft would misread it; pick another name, such as zfw"}
+
+
+def table_name_problem(name: str) -> str | None:
+    """Why `name` cannot be nftc's table name (a phrase after "table name 'X' is"), or None.
+
+    The one home of the rule: the `table` statement uses it, and so does the apply side for every table name it
+    reads back from its state directory, where any string can turn up and goes into nft text if it passes.
+    """
+    if not _name_pattern().fullmatch(name):
+        return f"not a name ({_NAME_CHARACTERS})"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"longer than {MAX_NAME_LENGTH} characters"
+    if name in COMMON_TABLE_NAMES:
+        return _TOO_COMMON
+    if name.lower() in NFT_KEYWORDS:
+        return _NFT_KEYWORD
+    return None
+
+
 @functools.lru_cache(maxsize=None)
-def _lark() -> Lark:
-    return Lark.open_from_package(
-        "nftc", "zfw.lark", parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=_cache_file()
-    )
+def _name_pattern() -> re.Pattern:
+    """The grammar's NAME terminal, compiled: the grammar stays the one home of what a name looks like."""
+    return re.compile(_lark().get_terminal("NAME").pattern.to_regexp())
+
+
+@functools.lru_cache(maxsize=None)
+def _lark() -> zfw_parser.Lark:
+    """The LALR parser of grammar/zfw.lark, generated into nftc/zfw_parser.py (scripts/generate_parser.py).
+
+    Its tables are Python literals in the package: nothing is built at start-up, and nothing is read from a cache,
+    which Lark would unpickle (root must never unpickle a file another user could write or swap).
+    """
+    return zfw_parser.Lark_StandAlone()
 
 
 def largest_burst(rate: m.Rate) -> int:
     """The kernel keeps a limit's bucket in nanoseconds: (unit in ns / rate) * burst must fit in 63 bits."""
     return ((1 << 63) - 1) // (_UNIT_NS[rate.unit] // rate.count or 1)
-
-
-def _cache_file() -> str | bool:
-    """Where Lark keeps the built LALR tables (it checks the grammar's hash itself): building them takes ~80 ms.
-
-    Lark's default cache is a predictable name in /tmp and is unpickled on load, which would let another local
-    user run code as root; so the cache lives in the user's own cache directory, and only when that directory
-    belongs to the user and nobody else can write to it. Otherwise: no cache.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "nftc")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        info = os.stat(directory)
-    except OSError:
-        return False
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        return False
-    return os.path.join(directory, f"zfw-lark-{lark_version}-nftc-{__version__}.cache")
 
 
 def parse_text(text: str, file: str) -> tuple[m.Statement, ...]:
@@ -112,24 +136,53 @@ def parse_text(text: str, file: str) -> tuple[m.Statement, ...]:
     return statements
 
 
+def statement_start_hint(entry: str) -> str:
+    """'' when `entry` (a line, comment removed) starts with a statement keyword; otherwise a hint about it.
+
+    The loader quotes nothing of a file whose first statement fails this (`include "/etc/shadow"`, a binary): the
+    hint names at most a keyword, never the word it found."""
+    word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", entry)
+    if word and word.group() in _STATEMENT_KEYWORDS:
+        return ""
+    close = did_you_mean(word.group()[:MAX_NAME_LENGTH], _STATEMENT_KEYWORDS) if word else ""
+    return close or f"a statement starts with {_STATEMENTS}"
+
+
 def parse_network(text: str) -> tuple[m.IPNetwork | None, str, str]:
     """An address or CIDR -> (network, "", ""), or (best guess or None, message, hint) when it is wrong."""
+    if "%" in text:  # ipaddress takes a scope (fe80::1%eth0, of any length); nft addresses have none
+        return None, f"{quoted(text)} is not an address: it has a %scope", "to match an interface, use: iface NAME"
     try:
         return ipaddress.ip_network(text, strict=True), "", ""
     except ValueError:
         pass
     try:
         loose = ipaddress.ip_network(text, strict=False)
-        return loose, f"'{text}' has host bits set", f"did you mean {loose}?"
+        return loose, f"{quoted(text)} has host bits set", f"did you mean {loose}?"
     except ValueError:
         pass
     address, slash, prefix = text.partition("/")
     version = _address_version(address)
     if version and slash:
-        return None, f"'{text[:60]}' has a bad prefix length '/{prefix[:10]}'", \
+        return None, f"{quoted(text)} has a bad prefix length '/{prefix[:10]}'", \
             f"an IPv{version} prefix length is a number from 0 to {32 if version == 4 else 128}"
-    return None, f"'{text[:60]}' is not an IPv4 or IPv6 address or CIDR", \
+    return None, f"{quoted(text)} is not an IPv4 or IPv6 address or CIDR", \
         "zones take addresses such as 192.0.2.1, 192.0.2.0/24 or 2001:db8::/32 (no host names)"
+
+
+MAX_DIGITS = 18  # a longer number is out of every range nftc checks; Python refuses to read more than 4300 digits
+
+
+def _int(digits: str) -> int:
+    """What a digit string means; one of more than MAX_DIGITS digits (a 1 MB token) reads as 10**MAX_DIGITS."""
+    digits = digits.lstrip("0")
+    return int(digits or "0") if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
+
+
+def _digits(text: str) -> str:
+    """A number as a message shows it: without leading zeros, and cut after MAX_DIGITS digits."""
+    digits = text.lstrip("0") or "0"
+    return digits if len(digits) <= MAX_DIGITS else digits[:MAX_DIGITS] + "..."
 
 
 def _address_version(text: str) -> int:
@@ -193,7 +246,7 @@ def _unexpected_token(exc: UnexpectedToken, span: m.Span, line: str) -> Diagnost
     if token.type not in ("_NL", "$END") and token.end_line == token.line:
         span = dataclasses.replace(span, end_line=token.end_line, end_column=token.end_column)
     expected = set(exc.accepts or exc.expected)
-    shown = "end of line" if token.type == "_NL" else "end of file" if token.type == "$END" else f"'{token}'"
+    shown = "end of line" if token.type == "_NL" else "end of file" if token.type == "$END" else quoted(str(token))
     if "ACTION" in expected and "ZONE" in expected:
         close = did_you_mean(str(token), _STATEMENT_KEYWORDS) if _is_word(token) else ""
         return error(f"{shown} does not start a statement", span,
@@ -277,12 +330,9 @@ class _StatementBuilder(Transformer):
 
     def table_name(self, meta, items):
         name = self._name(items[0])
-        if name in COMMON_TABLE_NAMES:
-            self._fail(f"table name '{name}' is too common: it may be another tool's table", items[0],
-                       hint="nftc replaces its table whole; pick a name only nftc uses, such as zfw")
-        elif name.lower() in NFT_KEYWORDS:
-            self._fail(f"table name '{name}' is an nft keyword", items[0],
-                       hint="nft would misread it; pick another name, such as zfw")
+        problem = table_name_problem(name) if len(name) <= MAX_NAME_LENGTH else None  # _name said it is too long
+        if problem:
+            self._fail(f"table name '{name}' is {problem}", items[0], hint=_TABLE_NAME_HINTS.get(problem, ""))
         return m.TableName(name, _span(self.file, meta))
 
     def zone(self, meta, items):
@@ -306,7 +356,7 @@ class _StatementBuilder(Transformer):
     def interface_source(self, meta, items):
         token = items[0]
         if len(token.rstrip("*")) > 15:
-            self._fail(f"interface name '{token}' is longer than 15 characters", token)
+            self._fail(f"interface name {quoted(str(token))} is longer than 15 characters", token)
         return m.InterfaceSource(str(token), _span(self.file, token))
 
     def file_source(self, meta, items):
@@ -331,11 +381,12 @@ class _StatementBuilder(Transformer):
 
     def _port_range(self, protocol: str, token: Token) -> m.PortRange:
         first, _, last = str(token).partition("-")
-        low, high = int(first), int(last or first)
-        for port in sorted({low, high}):
-            if not 1 <= port <= 65535:
-                self._fail(f"port {port} is out of range (1-65535)", token)
-        if low > high:
+        low, high = _int(first), _int(last or first)
+        wrong = sorted({(port, _digits(text)) for port, text in ((low, first), (high, last or first))
+                        if not 1 <= port <= 65535})
+        for _, shown in wrong:
+            self._fail(f"port {shown} is out of range (1-65535)", token)
+        if low > high and not wrong:
             self._fail(f"port range {token} is reversed", token, hint=f"write {high}-{low}")
         return m.PortRange(protocol, min(low, high), max(low, high))
 
@@ -391,13 +442,16 @@ class _StatementBuilder(Transformer):
         parsed = self._rate(rate)
         return m.IcmpEcho(True, parsed, self._burst(parsed, burst, rate, parsed.count), _span(self.file, meta))
 
+    def rpfilter(self, meta, items):
+        return m.RpFilter(str(items[0]), _span(self.file, meta))
+
     def include(self, meta, items):
         return m.Include(self._string(items[0]), _span(self.file, items[0]))
 
     def _rate(self, token: Token) -> m.Rate:
         count, unit = str(token).split("/")
-        if int(count) == 0:
-            self._fail(f"a rate of {token} lets nothing through", token, hint="a rate counts from 1, as in 1/second")
+        if _int(count) == 0:
+            self._fail(f"a rate of 0/{unit} lets nothing through", token, hint="a rate counts from 1, as in 1/second")
             return m.Rate(1, unit)
         return m.Rate(self._count(token, count), unit)
 
@@ -412,8 +466,8 @@ class _StatementBuilder(Transformer):
         return value
 
     def _count(self, token: Token, text: str | None = None) -> int:
-        value = int(text if text is not None else token)
+        value = _int(text if text is not None else token)
         if not 1 <= value <= 1_000_000_000:
-            self._fail(f"{value} is out of range (1-1000000000)", token)
+            self._fail(f"{_digits(text if text is not None else token)} is out of range (1-1000000000)", token)
             return 1
         return value

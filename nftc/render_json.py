@@ -105,6 +105,8 @@ def _field(f: ir.Field) -> dict[str, Any]:
         return {"meta": {"key": f.key}}
     if isinstance(f, ir.Ct):
         return {"ct": {"key": f.key}}
+    if isinstance(f, ir.Fib):
+        return {"fib": {"result": f.result, "flags": list(f.flags)}}
     return {"payload": {"protocol": f.protocol, "field": f.field}}
 
 
@@ -112,7 +114,7 @@ def _value(v: ir.Value) -> Any:
     if isinstance(v, ir.SetRef):
         return f"@{v.name}"
     if isinstance(v, ir.AnonSet):
-        return {"set": list(v.values)}
+        return {"set": [_value(x) for x in v.values]}
     if isinstance(v, ir.Prefix):
         return {"prefix": {"addr": v.address, "len": v.length}}
     if isinstance(v, ir.Range):
@@ -121,6 +123,8 @@ def _value(v: ir.Value) -> Any:
         return list(v.values) if len(v.values) > 1 else v.values[0]
     if isinstance(v, ir.Concat):
         return {"concat": [_value(part) for part in v.parts]}
+    if isinstance(v, ir.Presence):
+        return v.exists  # libnftables-json(5): `fib ... oif missing` is the boolean false
     return v
 
 

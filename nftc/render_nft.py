@@ -106,6 +106,8 @@ def _field(f: ir.Field) -> str:
         return f"meta {f.key}" if f.key in ("l4proto", "nfproto") else f.key
     if isinstance(f, ir.Ct):
         return f"ct {f.key}"
+    if isinstance(f, ir.Fib):
+        return f"fib {' . '.join(f.flags)} {f.result}"
     return f"{f.protocol} {f.field}"
 
 
@@ -122,6 +124,8 @@ def _value(v: ir.Value, quote: bool = False) -> str:
         return ",".join(v.values)
     if isinstance(v, ir.Concat):
         return " . ".join(_value(part, quote) for part in v.parts)
+    if isinstance(v, ir.Presence):
+        return "exists" if v.exists else "missing"
     if isinstance(v, str) and quote:
         return _quote(v)
     return str(v)

@@ -17,7 +17,7 @@ fi
 
 # The distro interpreter: python3-nftables is built for it, not for a pyenv/conda python3 first on PATH.
 packages=(python3 python3-venv python3-nftables nftables iproute2 util-linux)
-[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping)
+[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping sudo systemd man-db)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -30,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import nftables, lark, nftc' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import nftables, nftc' 2>/dev/null; then
   rm -rf "$venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -6,6 +6,7 @@ a temporary directory.
 
 from __future__ import annotations
 
+import copy
 import pathlib
 import re
 import subprocess
@@ -18,6 +19,7 @@ from nftc.netns import Lab
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MINIMAL = ROOT / "rulesets" / "minimal.zfw"
+FAULTY = ROOT / "tests" / "faulty_nftc.py"
 
 SITE = """\
 zone internet  = any
@@ -44,6 +46,17 @@ class Server:
         pairs = [f"{k}={v}" for k, v in (env or {}).items()]  # no SSH_CONNECTION unless a test sets it
         return self.lab.exec(self.ns, "env", "-u", "SSH_CONNECTION", *pairs, sys.executable, "-m", "nftc", *args,
                              "--state-dir", str(self.state), check=False, timeout=120)
+
+    def with_state_dir(self, path: pathlib.Path) -> "Server":
+        """The same namespace, driven through another state directory (a second admin or tool)."""
+        other = copy.copy(self)
+        other.state = path
+        return other
+
+    def faulty(self, faults: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
+        """nftc with a fault injected by tests/faulty_nftc.py (the installed tool obeys no fault variable)."""
+        return self.lab.exec(self.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", str(FAULTY), *faults, "--",
+                             *args, "--state-dir", str(self.state), check=False, timeout=120)
 
     def nft(self, *args: str, input: str | None = None) -> str:
         return self.lab.exec(self.ns, "nft", *args, input=input).stdout

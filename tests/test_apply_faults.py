@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from apply_helpers import MINIMAL, SITE, Server, lab, server, wait_until  # noqa: F401 (fixtures)
+from apply_helpers import FAULTY, MINIMAL, SITE, Server, lab, server, wait_until  # noqa: F401 (fixtures)
 from nftc.netns import Lab
 
 pytestmark = pytest.mark.kernel
@@ -48,11 +48,11 @@ def old_and_new(server: Server) -> tuple[str, str]:
     return ruleset(server), new
 
 
-def start_apply(server: Server, policy: str, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_apply(server: Server, policy: str, *options: str, faults: tuple[str, ...] = ()) -> subprocess.Popen:
     """`nftc apply` in the namespace, in a session of its own so one killpg reaches every process of it."""
-    pairs = [f"{k}={v}" for k, v in (env or {}).items()]
-    return subprocess.Popen(["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", *pairs, sys.executable,
-                             "-m", "nftc", "apply", policy, *options, "--state-dir", str(server.state)],
+    program = [str(FAULTY), *faults, "--"] if faults else ["-m", "nftc"]
+    return subprocess.Popen(["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I",
+                             *program, "apply", policy, *options, "--state-dir", str(server.state)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -99,7 +99,7 @@ def test_apply_killed_at_any_point_leaves_the_old_or_the_new_table_and_frees_the
 def test_apply_killed_right_after_the_load_leaves_the_new_table_and_frees_the_lock(server):
     old, new = old_and_new(server)
     site = server.policy("site.zfw", SITE)
-    process = start_apply(server, site, env={"NFTC_TEST_PAUSE_AFTER_LOAD": "30"})
+    process = start_apply(server, site, faults=("--pause-after-load", "30"))
     try:
         assert wait_until(lambda: ruleset(server) != old)
     finally:

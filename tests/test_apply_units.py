@@ -75,7 +75,6 @@ def test_listing_readers_find_digest_openings_and_dynamic_elements():
     assert live.digest(LISTING) == "ab" * 32
     assert live.policy_name(LISTING) == "site.zfw"
     assert live.openings(LISTING) == {live.Opening("lan", "ssh", "allow", "r2")}
-    assert live.dynamic_elements(LISTING) == {"dyn_blocklist_v4": ("192.0.2.66", "198.18.0.0/15")}
     assert live.set_elements(LISTING) == {"ports_lan": ("tcp . 22 : goto lan/ssh/r2",)}
 
 
@@ -127,10 +126,10 @@ def test_admin_from_rejects_what_is_not_an_address(text):
 
 
 def test_a_held_lock_times_out_naming_the_holder(tmp_path):
-    state = StateDir(str(tmp_path))
-    with Lock(state, 0):
+    state, host_dir = StateDir(str(tmp_path)), str(tmp_path / "run")  # not the machine's own /run/nftc
+    with Lock(state, 0, host_dir=host_dir):
         with pytest.raises(StateError, match=r"pid \d+"):
-            with Lock(state, 0.2):
+            with Lock(state, 0.2, host_dir=host_dir):
                 pass
-    with Lock(state, 0):
+    with Lock(state, 0, host_dir=host_dir):
         pass

@@ -1,0 +1,168 @@
+"""The snapshot a rollback restores: every table nftc touched since the last confirmed state, as it was then.
+
+Files in the state directory:
+  snapshot.json            which tables (existed or not), the sha256 of snapshot.nft, the applied record they
+                           came from, and their dynamic elements as checked data
+  snapshot.nft             the listings of the tables that existed, one `table inet NAME { ... }` block each
+  snapshot.applied.script  the compiled script of that applied record (what drift is told against after a rollback)
+
+A snapshot is loaded only if snapshot.nft has the sha256 nftc recorded, consists of nothing but blocks of the
+tables the record names, each carrying nftc's marker, and the applied script has its policy's digest. Elements of
+the dynamic sets are stripped from the listings and carried as data (elements.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import elements, live, records
+from .records import Snapshot, TableState, Target
+from .state import StateDir, StateError, as_json
+
+JSON_FILE, NFT_FILE, SCRIPT_FILE = "snapshot.json", "snapshot.nft", "snapshot.applied.script"
+# nft reads these at any depth of a block: a rule comment holding a newline and one of them (another tool can write
+# such a comment through the netlink API) would make a restore include a file or define variables.
+_SCOPE_COMMANDS = ("include", "define", "redefine", "undefine")
+
+
+def unrestorable(listing: str) -> str | None:
+    """Why a live table's listing cannot be saved for a later restore, or None."""
+    for number, line in enumerate(listing.splitlines(), 1):
+        if line.strip().split(" ", 1)[0] in _SCOPE_COMMANDS:
+            return f"line {number} of its listing starts with '{line.strip()[:12]}', which a restore would execute"
+    return None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A snapshot read back and checked: ready to restore."""
+
+    record: Snapshot
+    listings: dict[Target, str]  # tables that existed, without dynamic elements
+    elements: dict[Target, tuple[elements.SetElements, ...]]
+    applied_script: str | None
+
+
+def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, tuple[elements.SetElements, ...]],
+          applied_script: str | None) -> dict[str, str]:
+    """The snapshot's files, to stage: the listings stripped of dynamic elements, the elements as data."""
+    text = "".join(live.normalise(listings[t.target]) for t in record.tables if t.existed)
+    data = {**record.as_dict(), "sha256": records.content_sha256(text), "elements": [
+        {"family": target.family, "table": target.name, "set": s.name, "items": elements.rendered(s)}
+        for target, sets in sorted(carried.items()) for s in sets]}
+    out = {JSON_FILE: as_json(data), NFT_FILE: text}
+    if applied_script is not None:
+        out[SCRIPT_FILE] = applied_script
+    return out
+
+
+def read(state: StateDir) -> Saved:
+    """The snapshot, checked; a StateError naming the file otherwise (nothing is loaded from a doubtful one)."""
+    what = state.file(JSON_FILE)
+    data = state.read_json(JSON_FILE)
+    if data is None:
+        raise StateError(f"no snapshot in {state.path}: nothing to roll back to")
+    record = records.snapshot_from(data, what)
+    text = state.read_text(NFT_FILE)
+    if text is None:
+        text = ""
+    if records.content_sha256(text) != record.sha256:
+        raise StateError(f"{state.file(NFT_FILE)} is corrupt: it is not the snapshot nftc saved (sha256 differs)")
+    listings = _blocks(text, record, state.file(NFT_FILE))
+    return Saved(record, listings, _saved_elements(data, record, what), _applied_script(state, record))
+
+
+def _blocks(text: str, record: Snapshot, path: str) -> dict[Target, str]:
+    """Split snapshot.nft into its table blocks; anything but the recorded tables' blocks is refused."""
+    expected = {t.target for t in record.tables if t.existed}
+    found: dict[Target, str] = {}
+    current: list[str] | None = None
+    for line in text.splitlines(keepends=True):
+        if current is None:
+            target = _header(line, expected)
+            if target is None or target in found:
+                raise StateError(f"{path} is corrupt: it holds something other than nftc's recorded tables")
+            current, found[target] = [line], ""
+        elif line == "}\n":
+            found[target] = "".join(current + [line])
+            current = None
+        elif (line.startswith("\t") or line == "\n") and unrestorable(line) is None:
+            current.append(line)
+        else:
+            raise StateError(f"{path} is corrupt: a line outside a table block")
+    if current is not None or set(found) != expected:
+        raise StateError(f"{path} is corrupt: a recorded table is missing or cut short")
+    for target, block in found.items():
+        if live.digest(block) is None:
+            raise StateError(f"{path} is corrupt: table {target} does not carry nftc's marker")
+    return found
+
+
+def _header(line: str, expected: set[Target]) -> Target | None:
+    return next((t for t in expected if line == f"table {t} {{\n"), None)
+
+
+def _saved_elements(data: dict, record: Snapshot, what: str) -> dict[Target, tuple[elements.SetElements, ...]]:
+    items = data.get("elements", [])
+    if not isinstance(items, list):
+        raise StateError(f"{what}: elements are damaged")
+    out: dict[Target, list[elements.SetElements]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise StateError(f"{what}: elements are damaged")
+        target = records.target_from(item, what)
+        name = item.get("set")
+        if not record.knows(target) or not isinstance(name, str) or elements.dynamic_set_version(name) is None:
+            raise StateError(f"{what}: elements name a set nftc does not own")
+        out.setdefault(target, []).append(elements.from_saved(name, item.get("items")))
+    return {target: tuple(sets) for target, sets in out.items()}
+
+
+def _applied_script(state: StateDir, record: Snapshot) -> str | None:
+    if record.applied is None:
+        return None
+    script = state.read_text(SCRIPT_FILE)
+    if script is None or live.script_digest(script) != record.applied.digest:
+        raise StateError(f"{state.file(SCRIPT_FILE)} is missing or is not the script of "
+                         f"sha256:{record.applied.digest[:16]}")
+    return script
+
+
+def extended(saved: Saved, added: dict[Target, tuple[str | None, tuple[elements.SetElements, ...]]]) -> dict[str, str]:
+    """The snapshot's files with more tables, each as it is now (listing None: it does not exist)."""
+    record = Snapshot(saved.record.tables + tuple(TableState(t, listing is not None)
+                                                  for t, (listing, _) in sorted(added.items())),
+                      saved.record.sha256, saved.record.time, saved.record.applied)
+    listings = {**saved.listings, **{t: listing for t, (listing, _) in added.items() if listing is not None}}
+    carried = {**saved.elements, **{t: sets for t, (_, sets) in added.items()}}
+    return files(record, listings, carried, saved.applied_script)
+
+
+def restore_script(saved: Saved, live_listings: dict[Target, str | None],
+                   live_elements: dict[Target, tuple[elements.SetElements, ...]]) -> tuple[str, list[str]]:
+    """One transaction that puts every recorded table back (or removes it), and what had to be left alone.
+
+    A live table without nftc's marker is another tool's now: it is neither replaced nor deleted. Dynamic
+    elements: the live ones where the set still exists (fail2ban's latest word), the saved ones otherwise.
+    """
+    script, skipped = [], []
+    for state in saved.record.tables:
+        target, current = state.target, live_listings.get(state.target)
+        if current is not None and live.digest(current) is None:
+            skipped.append(f"table {target} is not nftc's any more; left alone")
+            continue
+        if state.existed:
+            script.append(target.replace_header() + saved.listings[target])
+            script += _element_lines(target, saved.listings[target], saved.elements.get(target, ()),
+                                     live_elements.get(target, ()))
+        elif current is not None:
+            script.append(target.replace_header())
+    return "".join(script), skipped
+
+
+def _element_lines(target: Target, listing: str, saved: tuple[elements.SetElements, ...],
+                   current: tuple[elements.SetElements, ...]) -> list[str]:
+    declared = {b.name for b in live.blocks(listing) if b.kind == "set"}
+    chosen = {s.name: s for s in saved}
+    chosen.update({s.name: s for s in current})
+    return [elements.add_command(target, s) for name, s in sorted(chosen.items()) if name in declared]
