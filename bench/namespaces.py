@@ -9,7 +9,8 @@ import select
 import signal
 import subprocess
 
-from nftc import child, netns
+from nftc.system import child
+from nftc.lab import netns
 
 from .measure import Sample
 

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     nftc_args = argv[argv.index("--") + 1:]
     from pyinstrument import Profiler
 
-    from nftc.cli import main as nftc_main
+    from nftc.cli.main import main as nftc_main
 
     profiler = Profiler(interval=0.0005)
     with contextlib.redirect_stdout(io.StringIO()):

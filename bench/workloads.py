@@ -11,9 +11,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from nftc import child, ir, netns
+from nftc.system import child
+from nftc.backend import ir
+from nftc.lab import netns
+from nftc.lab import probe as prober
 from nftc.compiler import compile_policy
-from nftc.render_nft import render_nft
+from nftc.backend.render_nft import render_nft
 
 from . import generate
 from .measure import Sample, alternate, stats
@@ -200,8 +203,9 @@ def apply_vs_nft(config: Config) -> Section:
                                             {"name": "version", "argv": [*NFTC, "--version"]}])
     section.table(["process", "seconds"], [["python -c pass", _seconds(startup["pass"]).text()],
                                           ["python -m nftc --version", _seconds(startup["version"]).text()]])
-    imports = _importtime(["-c", "import nftc.cli, nftc.cli_apply, nftc.apply, nftc.compiler, nftc.render_nft, "
-                                 "nftc.lockout, nftc.kernel, nftc.live, nftables"])
+    imports = _importtime(["-c", "import nftc.cli.main, nftc.cli.apply, nftc.system.apply, nftc.compiler, "
+                                 "nftc.backend.render_nft, nftc.system.lockout, nftc.system.kernel, "
+                                 "nftc.system.live, nftables"])
     version_imports = _importtime(["-m", "nftc", "--version"], top=5)
     section.table(["import (what `nftc apply` loads)", "cumulative ms"],
                   [[name, f"{us / 1000:.1f}"] for us, name in imports])
@@ -238,7 +242,7 @@ def _reach_lab(lab: netns.Lab, role: str, pids: list[int]) -> dict:
     wire_pair(lab, server, clients["internet"], generate.SERVER, generate.INTERNET_CLIENT, server_if="inet0")
     wire_pair(lab, server, clients["lan"], generate.SERVER, generate.LAN_CLIENT, server_if="lan0")
     ports = ",".join(str(p) for p in sorted({p for _, _, p in REACH_PROBES}))
-    start_ready(server, child.python_module("nftc.probe", "listen", "--tcp", ports), pids)
+    start_ready(server, child.python_module(prober.__name__, "listen", "--tcp", ports), pids)
     return {"server": server, **clients}
 
 
@@ -247,7 +251,7 @@ def _reachability(lab_names: dict) -> dict[tuple, str]:
     for zone in ("internet", "lan"):
         probes = [p for p in REACH_PROBES if p[0] == zone]
         targets = [{"address": generate.SERVER[f], "protocol": "tcp", "port": port} for _, f, port in probes]
-        output = in_namespace(lab_names[zone], *child.python_module("nftc.probe", "scan", "--timeout", "1"),
+        output = in_namespace(lab_names[zone], *child.python_module(prober.__name__, "scan", "--timeout", "1"),
                               input=json.dumps(targets))
         states.update((p, r["state"]) for p, r in zip(probes, json.loads(output)))
     return states

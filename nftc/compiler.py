@@ -9,13 +9,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import MutableMapping
 
-from . import __version__, ir
-from .diagnostics import Diagnostic, PolicyError
-from .loader import load_policy
-from .lower import lower_policy
-from .reach import failed_assertions, never_matching_rules
-from .render_nft import render_nft
-from .resolve import CheckedPolicy, check_policy
+from . import __version__
+from .backend import ir
+from .language.diagnostics import Diagnostic, PolicyError
+from .language.loader import load_policy
+from .backend.lower import lower_policy
+from .semantics.reach import failed_assertions, never_matching_rules
+from .backend.render_nft import render_nft
+from .semantics.resolve import CheckedPolicy, check_policy
 
 
 @dataclass(frozen=True)

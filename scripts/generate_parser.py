@@ -1,4 +1,4 @@
-"""Generate nftc/zfw_parser.py from grammar/zfw.lark: `.venv/bin/python scripts/generate_parser.py [--check]`.
+"""Generate nftc/language/zfw_parser.py from grammar/zfw.lark: `.venv/bin/python scripts/generate_parser.py [--check]`.
 
 The module is Lark's standalone LALR parser: Lark's runtime plus the parse tables as Python literals. nftc
 imports it instead of building the tables at start-up (~30 ms) or reading them from a cache: Lark's cache is a
@@ -24,7 +24,7 @@ from lark.tools.standalone import gen_standalone
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GRAMMAR = ROOT / "grammar" / "zfw.lark"
-MODULE = ROOT / "nftc" / "zfw_parser.py"
+MODULE = ROOT / "nftc" / "language" / "zfw_parser.py"
 COMMAND = ".venv/bin/python scripts/generate_parser.py"
 # The options nftc parses with: the contextual lexer, positions on every tree node, None for a missing [optional].
 OPTIONS = {"parser": "lalr", "lexer": "contextual", "start": "start", "propagate_positions": True,
@@ -75,7 +75,7 @@ def _action(entry: tuple, number: dict) -> tuple:
 
 
 def render(grammar: bytes) -> str:
-    """The text of nftc/zfw_parser.py for this grammar, with the installed Lark."""
+    """The text of nftc/language/zfw_parser.py for this grammar, with the installed Lark."""
     parser = lark.Lark(grammar.decode("utf-8"), **OPTIONS)
     lines = header(grammar)
 
@@ -93,7 +93,7 @@ def render(grammar: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--check", action="store_true", help="exit 1 if nftc/zfw_parser.py is not up to date")
+    arguments.add_argument("--check", action="store_true", help="exit 1 if nftc/language/zfw_parser.py is not up to date")
     args = arguments.parse_args(argv)
     text = render(GRAMMAR.read_bytes())
     if args.check:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from nftc.netns import Lab
+from nftc.lab.netns import Lab
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MINIMAL = ROOT / "rulesets" / "minimal.zfw"

@@ -20,8 +20,8 @@ def main(argv: list[str]) -> int:
     unknown = set(faults) - {"--reject-with", "--pause-after-load"}
     if unknown or len(options) % 2:
         raise SystemExit(f"faulty_nftc: unknown options {sorted(unknown) or options}")
-    from nftc import kernel
-    from nftc.cli import main as nftc_main
+    from nftc.system import kernel
+    from nftc.cli.main import main as nftc_main
 
     original = kernel.run_script
     extra, pause = faults.get("--reject-with", ""), float(faults.get("--pause-after-load", 0))

@@ -22,7 +22,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nftc.cli import main
+from nftc.cli.main import main
 
 from strategies import SINK_FILES, diagnostic_problems, mutants, nft_text_problems, policies, token_soup, write_files
 

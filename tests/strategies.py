@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from nftc import catalog
-from nftc import model
-from nftc.model import Rate
-from nftc.parser import MAX_LOG_PREFIX, largest_burst
-from nftc.parser import NFT_KEYWORDS as RESERVED_TABLE_WORDS
+from nftc.semantics import catalog
+from nftc.language import model
+from nftc.language.model import Rate
+from nftc.language.parser import MAX_LOG_PREFIX, largest_burst
+from nftc.language.parser import NFT_KEYWORDS as RESERVED_TABLE_WORDS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LOCALHOST = "localhost"

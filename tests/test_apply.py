@@ -17,7 +17,7 @@ import tempfile
 import pytest
 
 from apply_helpers import FAULTY, MINIMAL, SITE, compiled_digest, lab, server, wait_until  # noqa: F401 (fixtures)
-from nftc.netns import Lab
+from nftc.lab.netns import Lab
 
 pytestmark = pytest.mark.kernel
 

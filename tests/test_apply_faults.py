@@ -21,7 +21,7 @@ import time
 import pytest
 
 from apply_helpers import FAULTY, MINIMAL, SITE, Server, lab, server, wait_until  # noqa: F401 (fixtures)
-from nftc.netns import Lab
+from nftc.lab.netns import Lab
 
 pytestmark = pytest.mark.kernel
 

@@ -6,12 +6,12 @@ import ipaddress
 
 import pytest
 
-from nftc import live
-from nftc import model as m
-from nftc.lockout import EndpointError, from_ssh_connection, lockout_problem, parse_admin_from, zone_of
-from nftc.parser import parse_text
-from nftc.render_nft import render_nft
-from nftc.state import Lock, StateDir, StateError
+from nftc.system import live
+from nftc.language import model as m
+from nftc.system.lockout import EndpointError, from_ssh_connection, lockout_problem, parse_admin_from, zone_of
+from nftc.language.parser import parse_text
+from nftc.backend.render_nft import render_nft
+from nftc.system.state import Lock, StateDir, StateError
 
 from helpers import compile_text
 

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from nftc.cli import main
+from nftc.cli.main import main
 
 BAD = pathlib.Path(__file__).resolve().parent / "bad"
 CASES = sorted(p for p in BAD.glob("*.zfw") if p.is_file())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nftc import catalog
-from nftc.model import Group, PortRange, Service
+from nftc.semantics import catalog
+from nftc.language.model import Group, PortRange, Service
 
 ARTICLE_PUBLIC = (25, 80, 110, 143, 443, 587, 993, 995, 5222, 5223, 9071)
 ARTICLE_INTERNAL = (389, 636, 3310, 5269, 7025, 7047, 7071, 7072, 7073, 7110, 7143, 7171, 7306, 7780, 7993, 7995,

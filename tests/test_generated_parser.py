@@ -1,4 +1,4 @@
-"""Issue 7 item 2: the parser reads no cache, and the generated parser (nftc/zfw_parser.py) is the grammar's.
+"""Issue 7 item 2: the parser reads no cache, and the generated parser (nftc/language/zfw_parser.py) is the grammar's.
 
 Lark's cache is a pickle that Lark unpickles before any check; with XDG_CACHE_HOME or HOME pointing into a
 user's folder (`sudo -E`, `su` without `-`), a swapped cache file ran code as root. nftc now parses with Lark's
@@ -15,19 +15,19 @@ import sys
 
 import pytest
 
-from nftc.child import CWD
+from nftc.system.child import CWD
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GRAMMAR = ROOT / "grammar" / "zfw.lark"
-MODULE = ROOT / "nftc" / "zfw_parser.py"
+MODULE = ROOT / "nftc" / "language" / "zfw_parser.py"
 POLICY = "zone internet = any\nallow internet -> smtp\n"
-PARSE = ("import sys; from nftc.parser import parse_text; "
+PARSE = ("import sys; from nftc.language.parser import parse_text; "
          "sys.stdout.write(type(parse_text(sys.stdin.read(), 'p.zfw')[0]).__name__)")
 
 
 def _recorded(field: str) -> str:
     found = re.search(rf"^# {field}: (\S+)$", MODULE.read_text(encoding="utf-8"), re.MULTILINE)
-    assert found, f"nftc/zfw_parser.py records no '{field}' line"
+    assert found, f"nftc/language/zfw_parser.py records no '{field}' line"
     return found.group(1)
 
 

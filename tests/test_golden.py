@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from nftc.cli import main
+from nftc.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RULESETS = sorted((ROOT / "rulesets").glob("*.zfw"))

@@ -22,8 +22,8 @@ from typing import Callable
 
 import pytest
 
-from nftc.cli import main
-from nftc.kernel import check_script
+from nftc.cli.main import main
+from nftc.system.kernel import check_script
 
 from strategies import POSITIONED, control_characters, nft_text_problems, write_files
 

@@ -22,8 +22,8 @@ import sys
 import pytest
 
 import nftc
-from nftc import child
-from nftc.netns import Lab
+from nftc.system import child
+from nftc.lab.netns import Lab
 
 from apply_helpers import MINIMAL, wait_until
 
@@ -104,7 +104,7 @@ def test_item1_a_child_runs_the_nftc_its_parent_runs(tmp_path):
     shutil.copytree(ROOT / "nftc", copy / "nftc", ignore=shutil.ignore_patterns("__pycache__"))
     init = copy / "nftc" / "__init__.py"
     init.write_text(init.read_text().replace(f'"{nftc.__version__}"', '"0.0.copy"'))
-    code = ("import subprocess, sys; sys.path.insert(0, sys.argv[1]); from nftc import child; "
+    code = ("import subprocess, sys; sys.path.insert(0, sys.argv[1]); from nftc.system import child; "
             "sys.exit(subprocess.run(child.python_module('nftc', '--version'), cwd=child.CWD).returncode)")
     result = subprocess.run([sys.executable, "-I", "-c", code, str(copy)], capture_output=True, text=True,
                             timeout=60)

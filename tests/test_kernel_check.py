@@ -15,9 +15,9 @@ import pytest
 
 import nftc
 
-from nftc.cli import main
-from nftc.kernel import check_script
-from nftc.netns import Lab
+from nftc.cli.main import main
+from nftc.system.kernel import check_script
+from nftc.lab.netns import Lab
 
 from helpers import unavailable
 

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from nftc import lab, labplan
+from nftc.lab import session as lab, plan as labplan
 from nftc.compiler import compile_policy
-from nftc.resolve import LOCALHOST
+from nftc.semantics.resolve import LOCALHOST
 
 from helpers import unavailable
 
@@ -77,7 +77,7 @@ def test_interface_zones_name_the_server_side_interface_after_the_interface(tmp_
 
 
 def test_a_port_range_is_probed_at_its_first_and_last_port():
-    from nftc.model import PortRange, Service
+    from nftc.language.model import PortRange, Service
 
     service = Service("range", (PortRange("tcp", 7000, 7010), PortRange("udp", 53, 53)))
     assert labplan.probe_ports(service) == (("tcp", 7000), ("tcp", 7010), ("udp", 53))

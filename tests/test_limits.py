@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from nftc import loader
+from nftc.language import loader
 
 POSITIONED = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<column>\d+): error: (?P<message>.+)$")
 FILE_NAMED = re.compile(r"^error: (?P<message>.*'(?P<file>[^']+)'.*)$")  # a file too big to open has no line yet

@@ -24,7 +24,7 @@ import pytest
 
 from apply_helpers import lab, server  # noqa: F401  (fixtures)
 from helpers import unavailable
-from nftc.lockout import Ancestor, ancestors, find_admin
+from nftc.system.lockout import Ancestor, ancestors, find_admin
 
 CLIENT = "10.99.0.5 50000 10.99.0.1 22"
 ORIGIN = "$SSH_CONNECTION of sudo (pid "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from nftc.render_nft import render_nft
+from nftc.backend.render_nft import render_nft
 
 from helpers import compile_text
 

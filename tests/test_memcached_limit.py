@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from nftc import lab, labplan
+from nftc.lab import session as lab, plan as labplan
 from nftc.compiler import compile_policy
 
 from helpers import unavailable
@@ -41,7 +41,7 @@ def limited_policy(tmp_path):
 
 def burst_from(live: lab.LiveLab, zone: str, family: int, attempts: int) -> dict:
     server = live.topology.server_addresses[family]
-    result = live.exec(live.clients[zone], sys.executable, "-m", "nftc.probe", "burst", server,
+    result = live.exec(live.clients[zone], sys.executable, "-m", "nftc.lab.probe", "burst", server,
                        str(lab.MEMCACHED_PORT), "--count", str(attempts), "--seconds", str(SECONDS),
                        "--timeout", "0.5", timeout=60)
     return json.loads(result.stdout)

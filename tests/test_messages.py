@@ -23,8 +23,9 @@ import time
 
 import pytest
 
-from nftc import cli, lab
-from nftc.diagnostics import MAX_QUOTED
+from nftc.cli import main as cli
+from nftc.lab import session as lab
+from nftc.language.diagnostics import MAX_QUOTED
 
 from strategies import write_files
 

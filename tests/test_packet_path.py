@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import pytest
 
 from nftc.compiler import compile_policy
-from nftc.netns import Lab
-from nftc.render_json import render_json
-from nftc.render_nft import render_nft, render_rule
+from nftc.lab.netns import Lab
+from nftc.backend.render_json import render_json
+from nftc.backend.render_nft import render_nft, render_rule
 
 from helpers import compile_text, unavailable
 
@@ -141,8 +141,8 @@ def test_item16_ipv4_loopback_written_in_ipv6_is_a_spoofed_loopback_source():
 
 
 def test_item17_rpfilter_parses_and_defaults_to_strict():
-    from nftc import model as m
-    from nftc.parser import parse_text
+    from nftc.language import model as m
+    from nftc.language.parser import parse_text
 
     assert parse_text("rpfilter loose\n", "p.zfw") == (m.RpFilter("loose"),)
     assert compile_text(POLICY).checked.policy.rpfilter == m.DEFAULT_RPFILTER == m.RpFilter("strict")

@@ -6,10 +6,10 @@ import ipaddress
 
 import pytest
 
-from nftc import model as m
-from nftc.diagnostics import PolicyError
-from nftc.loader import load_policy
-from nftc.parser import parse_text
+from nftc.language import model as m
+from nftc.language.diagnostics import PolicyError
+from nftc.language.loader import load_policy
+from nftc.language.parser import parse_text
 
 
 def parse(text: str) -> tuple[m.Statement, ...]:

@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from nftc.cli import main
+from nftc.cli.main import main
 from nftc.compiler import compile_policy
-from nftc.diagnostics import PolicyError
-from nftc.kernel import check_script
-from nftc.netns import Lab
-from nftc.reach import decide, zone_segments
-from nftc.render_json import render_json
-from nftc.render_nft import render_nft
+from nftc.language.diagnostics import PolicyError
+from nftc.system.kernel import check_script
+from nftc.lab.netns import Lab
+from nftc.semantics.reach import decide, zone_segments
+from nftc.backend.render_json import render_json
+from nftc.backend.render_nft import render_nft
 
 from strategies import (PROTOCOLS, PolicySpec, control_characters, diagnostic_problems, mutants,
                         nft_text_problems, policies, token_soup, write_files)

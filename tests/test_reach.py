@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from nftc.compiler import compile_policy
-from nftc.diagnostics import PolicyError
-from nftc.reach import decide, zone_segments
+from nftc.language.diagnostics import PolicyError
+from nftc.semantics.reach import decide, zone_segments
 
 from helpers import compile_text
 

@@ -23,9 +23,9 @@ import threading
 import pytest
 
 from apply_helpers import MINIMAL, SITE, Server, lab, server, wait_until  # noqa: F401 (fixtures)
-from nftc.netns import Lab
-from nftc.parser import table_name_problem
-from nftc.state import Lock, StateDir, StateError, host_lock_path, state_dir_path
+from nftc.lab.netns import Lab
+from nftc.language.parser import table_name_problem
+from nftc.system.state import Lock, StateDir, StateError, host_lock_path, state_dir_path
 
 NOBODY = 65534
 VICTIM_TEXT = "precious: nftc must never write here\n"
@@ -346,7 +346,7 @@ def test_item5_a_relative_state_dir_given_from_another_directory_is_rolled_back_
 
 HOLD_HOST_LOCK = """\
 import fcntl, os, sys, time
-from nftc.state import host_lock_path
+from nftc.system.state import host_lock_path
 path = host_lock_path()
 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

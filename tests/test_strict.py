@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from nftc import apply, cli, kernel
+from nftc.system import apply, kernel
+from nftc.cli import main as cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTECTED_HINT = "open admin and internal ports to admin networks or cluster peers only"

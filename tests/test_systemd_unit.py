@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from helpers import unavailable
-from nftc.cli import build_parser
+from nftc.cli.main import build_parser
 
 UNIT = pathlib.Path(__file__).resolve().parent.parent / "systemd" / "nftc.service"
 OTHER_FIREWALLS = ("nftables.service", "firewalld.service", "ufw.service")

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from nftc import lab, labplan
+from nftc.lab import session as lab, plan as labplan
 from nftc.compiler import compile_policy
 
 from helpers import unavailable

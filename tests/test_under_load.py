@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from nftc import lab, labplan
+from nftc.lab import session as lab, plan as labplan
 from nftc.compiler import compile_policy
 
 from helpers import unavailable
@@ -69,7 +69,7 @@ def add_sources(live: lab.LiveLab, checked, zone: str) -> list[str]:
 
 
 def start_burst(namespace: str, server: str, attempts: int) -> subprocess.Popen:
-    command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "nftc.probe", "burst", server,
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "nftc.lab.probe", "burst", server,
                str(lab.MEMCACHED_PORT), "--count", str(attempts), "--seconds", str(SECONDS), "--timeout", "0.5"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

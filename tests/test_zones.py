@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from nftc import model as m
-from nftc.zones import flatten_zones
+from nftc.language import model as m
+from nftc.semantics.zones import flatten_zones
 
 
 def zone(name: str, *cidrs: str) -> m.Zone:
@@ -69,6 +69,6 @@ def test_same_network_twice_in_one_zone_is_not_an_error():
     ("fd00::", "fd00::ffff", "fd00::/112"),
 ])
 def test_an_interval_renders_as_a_cidr_when_it_is_one(first, last, text):
-    from nftc.zones import Interval
+    from nftc.semantics.zones import Interval
     a, b = ipaddress.ip_address(first), ipaddress.ip_address(last)
     assert Interval(a.version, int(a), int(b), "z").render() == text

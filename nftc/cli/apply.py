@@ -9,9 +9,9 @@ import shlex
 import sys
 import time
 
-from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, add_strict_option
-from .kernel import KernelError
-from .state import StateDir, StateError, state_dir_path
+from .main import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, add_strict_option
+from ..system.kernel import KernelError
+from ..system.state import StateDir, StateError, state_dir_path
 
 DEFAULT_WAIT_SECONDS = 10.0
 CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must have time to arm), at most a day
@@ -66,7 +66,7 @@ def handlers() -> dict:
 
 def _guarded(handler):
     """Errors a user can cause are one line and exit 1; the kernel was left as it was."""
-    from .apply import ApplyError
+    from ..system.apply import ApplyError
 
     def run(args) -> int:
         try:
@@ -78,14 +78,14 @@ def _guarded(handler):
 
 
 def _apply(args, state: StateDir) -> int:
-    from .cli import _compiled
+    from .main import _compiled
 
     if args.boot and _unconfirmed_before_boot(args, state):
         return EXIT_FAILURE
     compilation = _compiled(args.policy, args.strict)
     if compilation is None:
         return _apply_last(args, state) if args.boot else EXIT_POLICY
-    from .lockout import EndpointError
+    from ..system.lockout import EndpointError
     try:
         refusal = _lockout(args, compilation.checked)
     except EndpointError as exc:
@@ -99,9 +99,9 @@ def _apply(args, state: StateDir) -> int:
 
 
 def _as_compiled(compilation, policy: str):
-    from .apply import Compiled, dynamic_sets
-    from .records import Target
-    from .render_nft import render_nft
+    from ..system.apply import Compiled, dynamic_sets
+    from ..system.records import Target
+    from ..backend.render_nft import render_nft
 
     table = compilation.table
     return Compiled(Target(table.family, table.name), render_nft(table), compilation.digest,
@@ -109,13 +109,13 @@ def _as_compiled(compilation, policy: str):
 
 
 def _load(state: StateDir, compiled, args):
-    from .apply import apply_table
+    from ..system.apply import apply_table
     return apply_table(state, compiled, args.confirm, args.wait)
 
 
 def _unconfirmed_before_boot(args, state: StateDir) -> bool:
     """An apply that was never confirmed before the machine went down is rolled back now, as its guard would have."""
-    from .apply import rollback, unconfirmed_before_boot
+    from ..system.apply import rollback, unconfirmed_before_boot
 
     reason = unconfirmed_before_boot(state)
     if reason is None:
@@ -134,8 +134,8 @@ def _tables(saved) -> str:
 
 def _apply_last(args, state: StateDir) -> int:
     """Boot with a policy that no longer compiles: load the last applied ruleset, and fail loudly all the same."""
-    from . import live
-    from .apply import SCRIPT, Compiled, dynamic_sets, read_applied
+    from ..system import live
+    from ..system.apply import SCRIPT, Compiled, dynamic_sets, read_applied
 
     applied = read_applied(state) if state.exists() else None
     script = state.read_text(SCRIPT) if applied else None
@@ -180,8 +180,8 @@ def _state_option(args, state: StateDir) -> str:
 
 
 def _lockout(args, checked) -> str | None:
-    from .lockout import ancestors, find_admin, ingress_interface, lockout_problem, parse_admin_from
-    from .zones import interfaces
+    from ..system.lockout import ancestors, find_admin, ingress_interface, lockout_problem, parse_admin_from
+    from ..semantics.zones import interfaces
 
     endpoint = parse_admin_from(args.admin_from) if args.admin_from else find_admin(os.environ, ancestors())
     if endpoint is None:
@@ -199,7 +199,7 @@ def _lockout(args, checked) -> str | None:
 
 
 def _confirm(args, state: StateDir) -> int:
-    from .apply import confirm
+    from ..system.apply import confirm
 
     applied = confirm(state, args.wait)
     print(f"confirmed: table {applied.target if applied else '?'} from {applied.policy if applied else '?'} "
@@ -208,7 +208,7 @@ def _confirm(args, state: StateDir) -> int:
 
 
 def _rollback(args, state: StateDir) -> int:
-    from .apply import rollback
+    from ..system.apply import rollback
 
     saved, notes = rollback(state, args.wait)
     for table in saved.record.tables:
@@ -221,10 +221,10 @@ def _rollback(args, state: StateDir) -> int:
 
 
 def _diff(args, state: StateDir) -> int:
-    from . import kernel, live
-    from .apply import drift
-    from .cli import _compiled
-    from .render_nft import render_nft
+    from ..system import kernel, live
+    from ..system.apply import drift
+    from .main import _compiled
+    from ..backend.render_nft import render_nft
 
     compilation = _compiled(args.policy, args.strict)
     if compilation is None:
@@ -253,8 +253,8 @@ def _section(title: str, lines: list[str]) -> None:
 
 
 def _status(args, state: StateDir) -> int:
-    from . import kernel, live
-    from .apply import drift, read_applied
+    from ..system import kernel, live
+    from ..system.apply import drift, read_applied
 
     applied = read_applied(state) if state.exists() else None
     family, name = "inet", args.table or (applied.target.name if applied else "zfw")
@@ -281,8 +281,8 @@ def _status(args, state: StateDir) -> int:
 
 
 def _pending_line(state: StateDir) -> None:
-    from .apply import PENDING, read_pending_or_none
-    from .records import boot_id, boottime
+    from ..system.apply import PENDING, read_pending_or_none
+    from ..system.records import boot_id, boottime
 
     if state.read_text(PENDING) is None:
         return

@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Sequence
 
-from . import __version__
+from .. import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_POLICY = 0, 1, 2
 
@@ -38,16 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_cmd = commands.add_parser("catalog", help="the built-in Zimbra ports, or one entry by port or name")
     catalog_cmd.add_argument("entry", nargs="?", metavar="PORT|NAME")
 
-    from .cli_apply import add_commands
+    from .apply import add_commands
     add_commands(commands)
-    from .cli_lab import add_command as add_lab_command
+    from .lab import add_command as add_lab_command
     add_lab_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .cli_apply import handlers
+    from .apply import handlers
     handler = {"compile": _compile, "check": _check, "catalog": _catalog, **handlers(), "lab": _lab}[args.command]
     try:
         return handler(args)
@@ -75,7 +75,7 @@ def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
 
 
 def _lab(args) -> int:
-    from .cli_lab import lab
+    from .lab import lab
     return lab(args)
 
 
@@ -87,8 +87,8 @@ def add_strict_option(command: argparse.ArgumentParser) -> None:
 
 def _compiled(path: str, strict: bool = False):
     """Compile, print warnings; on policy errors (and on warnings, when `strict`) print them all and return None."""
-    from .compiler import compile_policy
-    from .diagnostics import PolicyError, as_error, render_diagnostics
+    from ..compiler import compile_policy
+    from ..language.diagnostics import PolicyError, as_error, render_diagnostics
 
     sources: dict[str, str] = {}
     try:
@@ -109,10 +109,10 @@ def _compile(args) -> int:
     if compilation is None:
         return EXIT_POLICY
     if args.format == "json":
-        from .render_json import render_json
+        from ..backend.render_json import render_json
         text = render_json(compilation.table)
     else:
-        from .render_nft import render_nft
+        from ..backend.render_nft import render_nft
         text = render_nft(compilation.table)
     if args.output:
         _write_atomically(args.output, text)
@@ -134,8 +134,8 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def _check(args) -> int:
-    from .kernel import KernelError, check_script
-    from .render_nft import render_nft
+    from ..system.kernel import KernelError, check_script
+    from ..backend.render_nft import render_nft
 
     compilation = _compiled(args.policy, args.strict)
     if compilation is None:
@@ -156,7 +156,7 @@ def _check(args) -> int:
 
 
 def _catalog(args) -> int:
-    from . import catalog
+    from ..semantics import catalog
 
     if args.entry is None:
         print(catalog.format_table(catalog.ENTRIES))

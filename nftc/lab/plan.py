@@ -10,11 +10,11 @@ import fnmatch
 import ipaddress
 from dataclasses import dataclass
 
-from . import catalog
-from . import model as m
-from .reach import decide, zone_segments
-from .resolve import LOCALHOST, CheckedAssertion, CheckedPolicy
-from .zones import Interval, interfaces
+from ..semantics import catalog
+from ..language import model as m
+from ..semantics.reach import decide, zone_segments
+from ..semantics.resolve import LOCALHOST, CheckedAssertion, CheckedPolicy
+from ..semantics.zones import Interval, interfaces
 
 OPEN, DROPPED, REFUSED = "open", "dropped", "refused"
 STATE_OF_VERDICT = {"accept": OPEN, "drop": DROPPED, "reject": REFUSED}

@@ -119,7 +119,7 @@ def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedP
     if unshare is None:
         raise KernelError("'unshare' (util-linux) is needed to load or check a ruleset in a private namespace")
     flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
-    return subprocess.run([unshare, *flags, "--", *child.python_module("nftc.kernel", *mode)],
+    return subprocess.run([unshare, *flags, "--", *child.python_module(__name__, *mode)],
                           input=script, capture_output=True, text=True, timeout=120, cwd=child.CWD)
 
 

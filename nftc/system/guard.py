@@ -40,7 +40,7 @@ def start_guard(state: StateDir, token: str) -> int:
     try:
         with state.open_log("guard.log") as log:
             process = subprocess.Popen(
-                child.python_module("nftc.guard", state.path, token, str(write_end)), pass_fds=(write_end,),
+                child.python_module(__name__, state.path, token, str(write_end)), pass_fds=(write_end,),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=child.CWD,
                 env=GUARD_ENVIRONMENT)
         os.close(write_end)

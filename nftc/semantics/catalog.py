@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from nftc.model import Group, Name, PortRange, Service
+from ..language.model import Group, Name, PortRange, Service
 
 EXPOSURES = ("public", "admin", "cluster", "localhost")
 ROLES = ("mta", "mailbox", "proxy", "ldap", "memcached", "logger", "spell", "imapd", "all")

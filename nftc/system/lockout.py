@@ -18,10 +18,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
-from . import catalog
-from .reach import decide, zone_segments
-from .resolve import LOCALHOST, CheckedPolicy
-from .zones import interfaces
+from ..semantics import catalog
+from ..semantics.reach import decide, zone_segments
+from ..semantics.resolve import LOCALHOST, CheckedPolicy
+from ..semantics.zones import interfaces
 
 DEFAULT_ADMIN_PORT = 22
 MAX_ANCESTORS = 64  # bounds the walk up the parents; sshd, shell, sudo, su, shell is a handful

@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass
 
 from . import ir
-from . import model as m
-from . import ports
-from .model import PROTOCOLS
-from .reach import Decision, Segment, zone_segments
-from .resolve import LOCALHOST, CheckedPolicy, CheckedRule
-from .zones import BITS, Interval, interfaces
+from ..language import model as m
+from ..semantics import ports
+from ..language.model import PROTOCOLS
+from ..semantics.reach import Decision, Segment, zone_segments
+from ..semantics.resolve import LOCALHOST, CheckedPolicy, CheckedRule
+from ..semantics.zones import BITS, Interval, interfaces
 
 ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")

@@ -104,7 +104,7 @@ def _name_pattern() -> re.Pattern:
 
 @functools.lru_cache(maxsize=None)
 def _lark() -> zfw_parser.Lark:
-    """The LALR parser of grammar/zfw.lark, generated into nftc/zfw_parser.py (scripts/generate_parser.py).
+    """The LALR parser of grammar/zfw.lark, generated into nftc/language/zfw_parser.py (scripts/generate_parser.py).
 
     Its tables are Python literals in the package: nothing is built at start-up, and nothing is read from a cache,
     which Lark would unpickle (root must never unpickle a file another user could write or swap).

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from .cli import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, interrupted_exit_code
+from .main import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, interrupted_exit_code
 
 NEEDS_ROOT = "needs root (it creates network namespaces); run it with sudo"
 
@@ -35,8 +35,8 @@ def _terminate(signum, frame):
 
 
 def lab(args) -> int:
-    from . import lab as lab_module
-    from .cli import _compiled
+    from ..lab import session as lab_module
+    from .main import _compiled
 
     if args.down:
         if os.geteuid() != 0:

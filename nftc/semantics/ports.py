@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .model import PROTOCOLS, PortRange
+from ..language.model import PROTOCOLS, PortRange
 
 Spans = tuple[tuple[int, int], ...]
 ALL_PORTS: Spans = ((1, 65535),)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import catalog
-from . import model as m
+from ..language import model as m
 from . import ports
-from .diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
+from ..language.diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
 from .zones import Interval, flatten_zones, interfaces, zone_networks
 
 LOCALHOST = "localhost"

@@ -24,9 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from . import child, labplan, netns
-from .labplan import LOOPBACK, Probe, Topology
-from .resolve import LOCALHOST, CheckedPolicy
+from ..system import child
+from . import netns
+from . import probe as prober
+from . import plan as labplan
+from .plan import LOOPBACK, Probe, Topology
+from ..semantics.resolve import LOCALHOST, CheckedPolicy
 
 PREFIX_STEM = "nftclab"
 MEMCACHED_PORT = 11211
@@ -116,7 +119,7 @@ def start_listeners(live: LiveLab, ports: dict[str, tuple[int, ...]]) -> None:
                                    str(MEMCACHED_PORT), "-l", listen, "-m", "16"], "memcached.log")
         live.memcached = True
         ports = {p: tuple(x for x in ports[p] if x != MEMCACHED_PORT) for p in ports}
-    listener = _start(live, live.server, child.python_module("nftc.probe", "listen",
+    listener = _start(live, live.server, child.python_module(prober.__name__, "listen",
                                                              "--tcp", ",".join(map(str, ports["tcp"])),
                                                              "--udp", ",".join(map(str, ports["udp"]))),
                       "listener.log")
@@ -226,7 +229,7 @@ def _signals_held() -> Iterator[None]:
 
 
 def run_scan(live: LiveLab, namespace: str, targets: list[dict], timeout: float = 1.5) -> list[dict]:
-    command = ["ip", "netns", "exec", namespace, *child.python_module("nftc.probe", "scan", "--timeout", str(timeout))]
+    command = ["ip", "netns", "exec", namespace, *child.python_module(prober.__name__, "scan", "--timeout", str(timeout))]
     result = subprocess.run(command, input=json.dumps(targets), capture_output=True, text=True, timeout=120,
                             check=True, cwd=child.CWD)
     return json.loads(result.stdout)
@@ -244,7 +247,7 @@ def scan_builtin(live: LiveLab, probes: tuple[Probe, ...]) -> dict[Probe, str]:
         by_zone.setdefault(probe.zone, []).append(probe)
     running = {}
     for zone, zone_probes in by_zone.items():
-        command = ["ip", "netns", "exec", live.namespace_of(zone), *child.python_module("nftc.probe", "scan")]
+        command = ["ip", "netns", "exec", live.namespace_of(zone), *child.python_module(prober.__name__, "scan")]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, cwd=child.CWD)
         running[zone] = (process, zone_probes)

@@ -32,7 +32,8 @@ _RUN_MODULE = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); import n
 
 def package_parent() -> str:
     """The folder that holds the `nftc` package this process imported."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import nftc
+    return os.path.dirname(os.path.dirname(os.path.abspath(nftc.__file__)))
 
 
 def python(*args: str) -> list[str]:

@@ -10,8 +10,8 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from . import model as m
-from .diagnostics import Diagnostic, error
+from ..language import model as m
+from ..language.diagnostics import Diagnostic, error
 
 FAMILIES = (4, 6)
 ANY_NETWORKS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}

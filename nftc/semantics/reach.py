@@ -9,8 +9,8 @@ import bisect
 from dataclasses import dataclass
 
 from . import ports
-from .diagnostics import Diagnostic, error
-from .model import PROTOCOLS
+from ..language.diagnostics import Diagnostic, error
+from ..language.model import PROTOCOLS
 from .resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
 
 

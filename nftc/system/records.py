@@ -38,7 +38,7 @@ class Target:
 
 def target_from(data: dict, what: str) -> Target:
     """A (family, table) pair read back from a record, checked with the rules the policy language uses."""
-    from .parser import table_name_problem  # the one home of the table-name rules
+    from ..language.parser import table_name_problem  # the one home of the table-name rules
 
     family, name = data.get("family"), data.get("table")
     if family != FAMILY:

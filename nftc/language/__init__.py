@@ -1,0 +1,6 @@
+"""The language: .zfw text -> typed policy model. Owns the grammar's generated parser, the parser (the Lark tree
+never leaves it), syntax-error hints, the loader (includes, address files: the only file reading of the
+compiler), the model (frozen dataclasses with spans) and diagnostics (positioned errors and their rendering).
+
+May import: the standard library only (and its own modules).
+"""
