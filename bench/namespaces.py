@@ -1,41 +1,26 @@
-"""The benchmark's namespace plumbing on top of nftc.netns.Lab: wiring a server to a client, running timed jobs
-and profiles inside a namespace, and starting (and killing, by PID) the small servers the workloads need."""
+"""The benchmark's namespace plumbing on top of the lab's (nftc.lab.netns.Lab wires the namespaces, the lab session
+stops processes): running timed jobs and profiles inside a namespace, and starting the small servers the workloads
+need (killed by PID)."""
 
 from __future__ import annotations
 
 import json
 import os
 import select
-import signal
 import subprocess
 
+from nftc.lab import netns, session
 from nftc.system import child
-from nftc.lab import netns
 
 from .measure import Sample
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
-def environment() -> dict[str, str]:
-    """No $SSH_CONNECTION: nftc apply's lockout guard must not judge the benchmark's own session."""
-    return {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
-
-
-def _host(address: str) -> str:
-    return f"{address}/128" if ":" in address else f"{address}/32"
-
-
 def wire_pair(lab: netns.Lab, server: str, client: str, server_addresses: dict[int, str],
               client_addresses: dict[int, str], server_if: str = "eth0") -> None:
-    """A veth pair with host addresses and host routes to each other only: no default route, nothing else."""
-    lab.wire(server, client, tuple(_host(a) for a in server_addresses.values()),
-             tuple(_host(a) for a in client_addresses.values()), left_if=server_if)
-    for version, address in client_addresses.items():
-        flag = f"-{version}"
-        lab.exec(server, "ip", flag, "route", "add", _host(address), "dev", server_if, "src",
-                 server_addresses[version])
-        lab.exec(client, "ip", flag, "route", "add", _host(server_addresses[version]), "dev", "eth0", "src", address)
+    """The lab's wiring of a server to a client: host addresses and host routes to each other only."""
+    lab.wire_hosts(server, client, server_addresses, client_addresses, left_if=server_if)
 
 
 def timed_jobs(namespace: str | None, rounds: int, jobs: list[dict]) -> dict[str, list[Sample]]:
@@ -46,7 +31,7 @@ def timed_jobs(namespace: str | None, rounds: int, jobs: list[dict]) -> dict[str
     request = json.dumps({"rounds": rounds, "jobs": jobs})
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
     result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "measure.py"))], input=request,
-                            capture_output=True, text=True, timeout=1800, env=environment(), cwd=child.CWD)
+                            capture_output=True, text=True, timeout=1800, env=netns.without_admin_session(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"timed jobs failed in {namespace}: {result.stderr.strip()[-600:]}")
     return {name: [Sample(**s) for s in runs] for name, runs in json.loads(result.stdout).items()}
@@ -60,7 +45,7 @@ def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict 
         return None
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
     result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "profile.py"), str(top), "--", *nftc_args)],
-                            capture_output=True, text=True, timeout=1800, env=environment(), cwd=child.CWD)
+                            capture_output=True, text=True, timeout=1800, env=netns.without_admin_session(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"profiling nftc {' '.join(nftc_args)} failed: {result.stderr.strip()[-600:]}")
     return json.loads(result.stdout)
@@ -68,7 +53,7 @@ def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict 
 
 def in_namespace(namespace: str, *argv: str, input: str | None = None, timeout: float = 600) -> str:
     result = subprocess.run(["ip", "netns", "exec", namespace, *argv], input=input, capture_output=True, text=True,
-                            timeout=timeout, env=environment(), cwd=child.CWD)
+                            timeout=timeout, env=netns.without_admin_session(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed in {namespace}: {(result.stderr or result.stdout).strip()[-600:]}")
     return result.stdout
@@ -86,11 +71,5 @@ def start_ready(namespace: str, argv: list[str], pids: list[int]) -> subprocess.
 
 
 def stop(pids: list[int]) -> None:
-    """SIGKILL the processes this benchmark started, by PID, and reap them."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-    pids.clear()
+    """End the processes this benchmark started, by PID, as the lab ends its own (SIGTERM, then SIGKILL; reaped)."""
+    session.stop_processes(pids)

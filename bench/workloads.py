@@ -42,8 +42,9 @@ def _seconds(samples: list[Sample]):
 
 
 def _compiled(config: Config, policy: str) -> str:
-    """`nftc compile POLICY` to a file next to it (the already compiled ruleset `nft -f` loads)."""
-    out = os.path.splitext(policy)[0] + ".nft"
+    """`nftc compile POLICY` into the run's directory (the already compiled ruleset `nft -f` loads); never next to
+    the policy, which may be in the checkout (rulesets/)."""
+    out = os.path.join(config.directory, os.path.splitext(os.path.basename(policy))[0] + ".nft")
     with open(out, "w", encoding="utf-8") as handle:
         subprocess.run([*NFTC, "compile", policy], stdout=handle, check=True, timeout=600, cwd=child.CWD)
     return out
@@ -179,7 +180,7 @@ def apply_vs_nft(config: Config) -> Section:
     section.commands = ["nft -f RULESET.nft", "nftc apply --state-dir DIR POLICY.zfw   "
                         "(both inside one namespace, alternating; each replaces the table the other loaded)"]
     rows = []
-    with netns.Lab(prefix=netns.unique_prefix("nftcbench")) as lab:
+    with netns.Lab(prefix=netns.unique_prefix(netns.BENCH_STEM)) as lab:
         namespace = lab.namespace("-apply")
         for label, policy, target, rounds in cases:
             ruleset = _compiled(config, policy)
@@ -270,7 +271,7 @@ def ufw_recipe(config: Config) -> Section:
     pids: list[int] = []
     try:
         for round_index in range(config.pick(1, 3)):
-            with netns.Lab(prefix=netns.unique_prefix("nftcbench")) as lab:
+            with netns.Lab(prefix=netns.unique_prefix(netns.BENCH_STEM)) as lab:
                 for tool in ("ufw", "nftc"):
                     names = _reach_lab(lab, tool, pids)
                     directory = tempfile.mkdtemp(prefix=f"{tool}-", dir=config.directory)
@@ -329,7 +330,7 @@ def dynamic_reload(config: Config) -> Section:
     section.commands = [f"nft -f fill.nft   (one `add element inet bench dyn_blocklist_v4 {{ ... }}` of {count:,})",
                         "nftc apply --state-dir DIR dynamic.zfw   (the reload: carries the elements over)",
                         "nft -f dynamic-with-elements.nft   (the physical limit: the same table and elements)"]
-    with netns.Lab(prefix=netns.unique_prefix("nftcbench")) as lab:
+    with netns.Lab(prefix=netns.unique_prefix(netns.BENCH_STEM)) as lab:
         namespace = lab.namespace("-dyn")
         in_namespace(namespace, *NFTC, "apply", "--state-dir", state, policy)
         in_namespace(namespace, "nft", "-f", fill)
@@ -369,7 +370,7 @@ def connection_rate(config: Config) -> Section:
                         "(client namespace, zone internet; connect + RST close, one after another)"]
     rates: dict[str, list[float]] = {name: [] for name in conditions}
     pids: list[int] = []
-    with netns.Lab(prefix=netns.unique_prefix("nftcbench")) as lab:
+    with netns.Lab(prefix=netns.unique_prefix(netns.BENCH_STEM)) as lab:
         try:
             pairs = {}
             for index, (name, policy) in enumerate(conditions.items()):

@@ -1,4 +1,16 @@
-"""The pipeline, as an ordered list of plain steps: load -> check -> prove -> lower -> stamp."""
+"""The pipeline, the one place that runs every stage in order: load -> resolve -> CHECKS -> lower -> stamp.
+
+- load (`nftc.language.loader`): the policy file, its includes and address files -> the policy model;
+- resolve (`nftc.semantics.resolve.check_policy`): names -> meaning (zones, services, the protected ports),
+  with every error found on the way (an unknown or duplicate name, overlapping zones): nothing after it can
+  work on a name that does not resolve;
+- CHECKS: plain functions of the resolved policy, each returning diagnostics; all run, in order, and every
+  error is collected before compilation stops, so one run shows the author all of them;
+- lower (`nftc.backend.lower`): the checked policy -> the nftables IR;
+- stamp: the table's comment names the policy and the sha256 of the ruleset, so apply and status recognise it.
+
+Each stage raises `PolicyError` with all it found; the CLI renders it (docs/architecture.md: the whole flow).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +19,24 @@ import dataclasses
 import gc
 import hashlib
 from dataclasses import dataclass
-from typing import MutableMapping
+from typing import Callable, MutableMapping, Sequence
 
 from . import __version__
 from .backend import ir
+from .backend.lower import lower_policy
+from .backend.render_nft import render_nft
 from .language.diagnostics import Diagnostic, PolicyError
 from .language.loader import load_policy
-from .backend.lower import lower_policy
 from .semantics.reach import failed_assertions, never_matching_rules
-from .backend.render_nft import render_nft
 from .semantics.resolve import CheckedPolicy, check_policy
+
+Check = Callable[[CheckedPolicy], Sequence[Diagnostic]]
+
+# What must hold before a policy is lowered, in the order their errors are reported. Adding a check is one line.
+CHECKS: tuple[Check, ...] = (
+    never_matching_rules,  # a rule that earlier rules shadow entirely is dead code, and likely a mistake
+    failed_assertions,  # the policy's `assert` lines, proved on the same first-match walk the ruleset makes
+)
 
 
 @dataclass(frozen=True)
@@ -24,10 +44,7 @@ class Compilation:
     checked: CheckedPolicy
     table: ir.Table
     digest: str  # sha256 of the ruleset without its comment: identifies what was compiled
-
-    @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        return self.checked.warnings
+    warnings: tuple[Diagnostic, ...] = ()  # resolve's, then the checks', in order
 
 
 def compile_policy(path: str, sources: MutableMapping[str, str]) -> Compilation:
@@ -51,14 +68,21 @@ def _collector_paused():
 
 def _compile(path: str, sources: MutableMapping[str, str]) -> Compilation:
     checked = check_policy(load_policy(path, sources))
-    problems = never_matching_rules(checked) + failed_assertions(checked)
-    if problems:
-        raise PolicyError(problems)
+    found = run_checks(checked)
+    errors = tuple(d for d in found if d.severity == "error")
+    if errors:
+        raise PolicyError(errors)
     table = lower_policy(checked)
     digest = hashlib.sha256(render_nft(table).encode()).hexdigest()
     comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
     assert len(comment) <= MAX_COMMENT, comment
-    return Compilation(checked, dataclasses.replace(table, comment=comment), digest)
+    warnings = checked.warnings + tuple(d for d in found if d.severity != "error")
+    return Compilation(checked, dataclasses.replace(table, comment=comment), digest, warnings)
+
+
+def run_checks(checked: CheckedPolicy) -> tuple[Diagnostic, ...]:
+    """Every check's diagnostics, in the order of CHECKS (read when called, so a test can add one)."""
+    return tuple(d for check in CHECKS for d in check(checked))
 
 
 MAX_COMMENT = 128  # the kernel's limit for a table comment

@@ -1,4 +1,15 @@
-"""Kernel tests need root and network namespaces; outside CI they skip, under CI=true a skip is a failure."""
+"""Session set-up shared by every test.
+
+- Kernel tests need root and network namespaces; outside CI they skip, under CI=true a skip is a failure.
+- Hypothesis runs under one profile, printed at the start: `ci` (CI=true: derandomised, so a red CI is the same
+  red on a rerun) or `dev` (fresh random examples each run). Neither keeps an example database, which would be
+  written into the checkout (.hypothesis/).
+- A kernel session first removes the namespaces a killed run left (their maker's pid is gone); a namespace of a
+  running process (another run, another user) is never touched.
+- Nothing is written into the checkout (issue 8): hypothesis keeps its cache under ~/.cache, not in .hypothesis/,
+  and when this process writes no bytecode (`python -B`, PYTHONDONTWRITEBYTECODE) neither does any Python the tests
+  start (nftc's own children pass -B on: tests/test_checkout_clean.py).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +17,23 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from helpers import fuzz_run, under_ci
+
+if sys.dont_write_bytecode:
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                         "nftc-hypothesis"))
+settings.register_profile("dev", deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("ci", settings.get_profile("dev"), derandomize=True)
+settings.load_profile("ci" if under_ci() else "dev")
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,7 +59,7 @@ def pytest_runtest_setup(item):
     reason = kernel_unavailable()
     if not reason:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if under_ci():
         pytest.fail(f"kernel test cannot run under CI=true: {reason}", pytrace=False)
     pytest.skip(f"kernel test: {reason}")
 
@@ -41,6 +67,30 @@ def pytest_runtest_setup(item):
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/* from the current compiler output (review the diff!)")
+
+
+def pytest_collection_finish(session):
+    """Say how random tests will run (and sweep) before the first test, also under -q."""
+    items = session.items
+    if any(item.path.name in ("test_properties.py", "fuzz_policy.py") for item in items):
+        fuzz = fuzz_run()
+        _say(session, f"hypothesis profile '{settings.get_current_profile_name()}' "
+                      f"({'derandomised' if settings.default.derandomize else 'random examples'}); "
+                      f"fuzz: NFTC_FUZZ_SEED={fuzz.seed} NFTC_FUZZ_SECONDS={fuzz.seconds:g}")
+    if any("kernel" in item.keywords for item in items) and not kernel_unavailable():
+        from nftc.lab.session import sweep_orphans
+
+        swept = sweep_orphans()
+        if swept:
+            _say(session, f"removed {len(swept)} namespaces left by killed runs: {' '.join(swept)}")
+
+
+def _say(session, line: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """nftc with a fault the tests inject: the only way to inject one, so the installed tool obeys no such thing.
 
-    python -I tests/faulty_nftc.py [--reject-with TEXT] [--pause-after-load SECONDS] -- NFTC ARGS...
+    python -I tests/faulty_nftc.py [--reject-with TEXT] [--pause-after-load SECONDS] [--lab-loads FILE] -- NFTC ARGS...
 
 --reject-with appends TEXT to every transaction apply or rollback loads (e.g. a rule for a chain that does not
 exist, so the kernel rejects the whole transaction); --pause-after-load sleeps right after the kernel accepted one,
-so a test can SIGKILL apply there. Run with `python -I`: nftc comes from the installed package, as in production.
+so a test can SIGKILL apply there; --lab-loads makes `nftc lab` load FILE into its kernel while it checks the
+policy it was given (a kernel that differs from the policy). Run with `python -I`: nftc comes from the installed
+package, as in production.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ def main(argv: list[str]) -> int:
     separator = argv.index("--")
     options, nftc_args = argv[:separator], argv[separator + 1:]
     faults = dict(zip(options[::2], options[1::2]))
-    unknown = set(faults) - {"--reject-with", "--pause-after-load"}
+    unknown = set(faults) - {"--reject-with", "--pause-after-load", "--lab-loads"}
     if unknown or len(options) % 2:
         raise SystemExit(f"faulty_nftc: unknown options {sorted(unknown) or options}")
     from nftc.system import kernel
@@ -34,6 +36,11 @@ def main(argv: list[str]) -> int:
         return result
 
     kernel.run_script = faulty
+    if "--lab-loads" in faults:
+        from nftc.lab import session
+
+        load_policy = session.load_policy
+        session.load_policy = lambda live, _policy: load_policy(live, faults["--lab-loads"])
     return nftc_main(nftc_args)
 
 

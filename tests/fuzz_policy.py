@@ -1,34 +1,31 @@
-"""Fuzz target for the parser and the compiler: hypothesis rounds until a time budget is spent.
+"""Fuzz target for the parser and the compiler: hypothesis rounds from a printed seed (issue 8).
 
-Budget: $NFTC_FUZZ_SECONDS seconds; by default 60 under CI=true and 10 elsewhere. Run longer on demand:
+Inputs: mutated seeds (shipped rulesets, a policy with every statement, generated valid policies), token soup,
+raw unicode, and valid generated policies. The target fails on any exception, an exit code other than 0 or 2, an
+exit 2 without `FILE:LINE:COL: error:`, or nft text that is not sound.
+
+The seed is $NFTC_FUZZ_SEED, fixed under CI=true and random elsewhere; the session prints it at the start
+(`fuzz: NFTC_FUZZ_SEED=...`). Round k draws from seed + k. The fast loop checks one short round; the slow test
+runs rounds for $NFTC_FUZZ_SECONDS (default 10). A failure shows the falsifying input, shrunk, and the seed of
+its round: `NFTC_FUZZ_SEED=THAT .venv/bin/python -m pytest tests/fuzz_policy.py` replays it. Then add the input
+to the regression cases of tests/test_properties.py. Fuzz longer:
     NFTC_FUZZ_SECONDS=600 .venv/bin/python -m pytest tests/fuzz_policy.py
-Each round draws a fresh random seed. Inputs: mutated seeds (shipped rulesets, a policy with every statement,
-generated valid policies), token soup, raw unicode, and valid generated policies. The target fails on any
-exception, an exit code other than 0 or 2, an exit 2 without `FILE:LINE:COL: error:`, or nft text that is not
-sound; hypothesis then shrinks the input and prints it: add it to the regression cases of
-tests/test_properties.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import pathlib
-import tempfile
 import time
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
-from nftc.cli.main import main
+from helpers import compile_files, fuzz_run
+from strategies import SINK_FILES, diagnostic_problems, mutants, nft_text_problems, policies, token_soup
 
-from strategies import SINK_FILES, diagnostic_problems, mutants, nft_text_problems, policies, token_soup, write_files
-
-DEFAULT_SECONDS = 60 if os.environ.get("CI", "").lower() == "true" else 10
-BUDGET_SECONDS = float(os.environ.get("NFTC_FUZZ_SECONDS") or DEFAULT_SECONDS)
 EXAMPLES_PER_ROUND = 200
+FAST_ROUND = 10  # examples of the fast loop's one round
 
 inputs = st.one_of(
     mutants(),
@@ -39,34 +36,26 @@ inputs = st.one_of(
 )
 
 
-def run_nftc(path: pathlib.Path, *extra: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["compile", str(path), *extra])
-    return code, out.getvalue(), err.getvalue()
-
-
 def check_one(files: dict) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = write_files(pathlib.Path(directory), files)
-        code, text, err = run_nftc(path)
-        undecodable = any(isinstance(c, bytes) for c in files.values())
-        assert diagnostic_problems(code, err, undecodable) == []
-        if code != 0:
-            return
-        table = next(line.split()[2] for line in text.split("\n") if line.startswith("table inet "))
-        assert nft_text_problems(text, table) == []
-        json_code, document, json_err = run_nftc(path, "--format", "json")
-        assert json_code == 0, json_err
-        assert json.loads(document)["nftables"][1] == {"add": {"table": {"family": "inet", "name": table}}}
+    result = compile_files(files)
+    undecodable = any(isinstance(c, bytes) for c in files.values())
+    assert diagnostic_problems(result.code, result.err, undecodable) == []
+    if result.code != 0:
+        return
+    table = next(line.split()[2] for line in result.out.split("\n") if line.startswith("table inet "))
+    assert nft_text_problems(result.out, table) == []
+    as_json = compile_files(files, "--format", "json")
+    assert as_json.code == 0, as_json.err
+    assert json.loads(as_json.out)["nftables"][1] == {"add": {"table": {"family": "inet", "name": table}}}
 
 
-def fuzz_round(deadline: float) -> int:
-    """One hypothesis run with a fresh seed; returns how many inputs it checked."""
+def fuzz_round(round_seed: int, examples: int, deadline: float = float("inf")) -> int:
+    """One hypothesis run from `round_seed` (printed: pytest shows it with a failure); returns the inputs checked."""
+    print(f"fuzz round: NFTC_FUZZ_SEED={round_seed}")
     checked = []
 
-    @settings(max_examples=EXAMPLES_PER_ROUND, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @seed(round_seed)  # decides the examples, also under the derandomised profile
+    @settings(max_examples=examples)
     @given(inputs)
     def one(files):
         if time.monotonic() < deadline:  # past the budget, the round's remaining examples are skipped
@@ -77,9 +66,16 @@ def fuzz_round(deadline: float) -> int:
     return len(checked)
 
 
+def test_fuzz_one_short_round():
+    assert fuzz_round(fuzz_run().seed, FAST_ROUND) == FAST_ROUND
+
+
+@pytest.mark.slow
 def test_fuzz_parser_and_compiler_within_the_time_budget():
-    deadline = time.monotonic() + BUDGET_SECONDS
-    checked = 0
+    run = fuzz_run()
+    deadline = time.monotonic() + run.seconds
+    checked, rounds = 0, 0
     while time.monotonic() < deadline:
-        checked += fuzz_round(deadline)
-    print(f"fuzz: {checked} inputs in {BUDGET_SECONDS:g} s")
+        checked += fuzz_round(run.seed + rounds, EXAMPLES_PER_ROUND, deadline)
+        rounds += 1
+    print(f"fuzz: {checked} inputs in {rounds} rounds, {run.seconds:g} s")

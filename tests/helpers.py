@@ -1,28 +1,165 @@
-"""Compile policy text written inline in a test; skip or fail when a tool a kernel test needs is missing."""
+"""What many tests share: compiling inline policy text, running `nftc` in this process, the positioned-error
+pattern, the fast/slow split of property tests, the fuzz seed, and skipping or failing when a tool is missing.
+
+nftc is imported inside the functions that need it: tests/conftest.py imports this module, and a broken nftc
+must fail the tests that use it, not the whole session.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import os
 import pathlib
+import random
+import re
+import shutil
+import subprocess
 import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
-from nftc.compiler import Compilation, compile_policy
+if TYPE_CHECKING:
+    from nftc.compiler import Compilation
+
+# `FILE:LINE:COL: error: MESSAGE`, the first line of every diagnostic about a policy.
+POSITIONED = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<column>\d+): error: (?P<message>.+)$")
+
+CI_FUZZ_SEED = 8  # the fuzz seed under CI=true when NFTC_FUZZ_SEED is not set: a red CI reproduces
+DEFAULT_FUZZ_SECONDS = 10.0  # the slow fuzz test's budget; NFTC_FUZZ_SECONDS asks for longer
 
 
-def compile_text(text: str, extra_files: dict[str, str] | None = None) -> Compilation:
-    with tempfile.TemporaryDirectory() as directory:
-        root = pathlib.Path(directory)
-        for name, content in (extra_files or {}).items():
-            (root / name).write_text(content)
-        policy = root / "policy.zfw"
-        policy.write_text(text)
-        return compile_policy(str(policy), {})
+def under_ci() -> bool:
+    """CI sets CI=true: then nothing may skip, and every random test is reproducible."""
+    return os.environ.get("CI", "").lower() == "true"
 
 
 def unavailable(reason: str):
     """A tool or kernel feature a kernel test needs is missing: skip here, fail under CI=true (CI installs all)."""
-    if os.environ.get("CI", "").lower() == "true":
+    if under_ci():
         pytest.fail(f"under CI=true this cannot be skipped: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def first_error(stderr: str) -> re.Match | None:
+    """The parts of the first line of `stderr` when it is `FILE:LINE:COL: error: MESSAGE`, else None."""
+    return POSITIONED.match(stderr.split("\n", 1)[0])
+
+
+def write_files(directory: pathlib.Path, files: dict[str, str | bytes]) -> pathlib.Path:
+    """Write `files` under `directory`; return the path of the first one (the policy)."""
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+    return directory / next(iter(files))
+
+
+def compile_text(text: str, extra_files: dict[str, str] | None = None) -> Compilation:
+    from nftc.compiler import compile_policy
+
+    with tempfile.TemporaryDirectory() as directory:
+        policy = write_files(pathlib.Path(directory), {"policy.zfw": text, **(extra_files or {})})
+        return compile_policy(str(policy), {})
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """How an in-process `nftc` ended: its exit code, standard output and standard error."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, cwd: pathlib.Path | None = None) -> CliRun:
+    """`nftc ARGS` in this process (no interpreter start-up), in `cwd` if given: the one in-process runner."""
+    from nftc.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(previous)
+    return CliRun(code, out.getvalue(), err.getvalue())
+
+
+def compile_files(files: dict[str, str | bytes], *options: str, directory: pathlib.Path | None = None) -> CliRun:
+    """`nftc compile POLICY OPTIONS` in this process on `files` (the first is the policy), written to `directory`
+    or to a fresh temporary one (hypothesis tests cannot use tmp_path: it is one directory for all examples)."""
+    if directory is not None:
+        return run_cli("compile", str(write_files(directory, files)), *options)
+    with tempfile.TemporaryDirectory() as fresh:
+        return run_cli("compile", str(write_files(pathlib.Path(fresh), files)), *options)
+
+
+def examples(few: int, many: int):
+    """Run a property test twice: `few` examples in the fast loop, `many` marked slow (issue 8)."""
+    return pytest.mark.parametrize("examples", [pytest.param(few, id=f"{few}-examples"),
+                                                pytest.param(many, id=f"{many}-examples", marks=pytest.mark.slow)])
+
+
+def check_property(check, examples: int, *strategies) -> None:
+    """Run `check` on `examples` inputs drawn from `strategies`, with the session's hypothesis profile (conftest)."""
+    from hypothesis import given, settings
+
+    settings(max_examples=examples)(given(*strategies)(check))()
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    """The fuzz target's first seed and its time budget."""
+
+    seed: int
+    seconds: float
+
+
+@functools.lru_cache(maxsize=None)
+def fuzz_run() -> FuzzRun:
+    """Chosen once per session (the report header prints it): $NFTC_FUZZ_SEED, else CI_FUZZ_SEED under CI=true,
+    else a random seed; $NFTC_FUZZ_SECONDS, else DEFAULT_FUZZ_SECONDS."""
+    seed = os.environ.get("NFTC_FUZZ_SEED") or (CI_FUZZ_SEED if under_ci() else random.randrange(1 << 32))
+    return FuzzRun(int(seed), float(os.environ.get("NFTC_FUZZ_SECONDS") or DEFAULT_FUZZ_SECONDS))
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def copy_checkout(destination: pathlib.Path) -> pathlib.Path:
+    """A copy of the checkout's files as they are now (tracked and untracked, not what .gitignore names): writers run
+    there, so a check that they write nothing is not disturbed by others editing the real checkout meanwhile."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout
+    for name in sorted({n for n in listed.decode().split("\0") if n}):
+        source = ROOT / name
+        if source.is_file():  # a tracked file someone deleted is still listed
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def tree_state(root: pathlib.Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `root`: (size, modification time in ns). A rewrite with the same bytes shows."""
+    state = {}
+    for folder, folders, files in os.walk(root):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            state[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns)
+    return state
+
+
+def tree_changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """`+ created`, `- deleted` and `~ changed` paths between two tree_state()s, sorted."""
+    return sorted([f"+ {p}" for p in after.keys() - before.keys()] + [f"- {p}" for p in before.keys() - after.keys()]
+                  + [f"~ {p}" for p in before.keys() & after.keys() if before[p] != after[p]])

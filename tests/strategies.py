@@ -31,6 +31,8 @@ from nftc.language.model import Rate
 from nftc.language.parser import MAX_LOG_PREFIX, largest_burst
 from nftc.language.parser import NFT_KEYWORDS as RESERVED_TABLE_WORDS
 
+from helpers import first_error
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LOCALHOST = "localhost"
 PROTOCOLS = ("tcp", "udp")
@@ -146,18 +148,6 @@ class PolicySpec:
 
     def meaning(self) -> "Meaning":
         return Meaning(self.services, self.groups, self.rules)
-
-
-def write_files(directory: pathlib.Path, files: dict[str, str | bytes]) -> pathlib.Path:
-    """Write `files` under `directory`; return the path of the first one (the policy)."""
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8", newline="")
-    return directory / next(iter(files))
 
 
 def _service_text(service: ServiceSpec) -> str:
@@ -528,7 +518,6 @@ def token_soup(draw) -> dict[str, str]:
 
 # Checks shared by the property, injection and fuzz tests.
 
-POSITIONED = re.compile(r"^[^:\n]+:\d+:\d+: error: ")
 _QUOTED = re.compile(r'"[^"\n]*"')
 _COMMENT_OR_PREFIX = re.compile(r'(comment|prefix) ("[^"\n]*")')
 MAX_COMMENT = 128  # the kernel's limit for table, set, chain, rule and counter comments
@@ -569,7 +558,7 @@ def diagnostic_problems(code: int, stderr: str, not_utf8: bool = False) -> list[
     if code not in (0, 2):
         return [f"exit {code}, expected 0 or 2: {stderr[:500]!r}"]
     first = stderr.split("\n", 1)[0]
-    if code == 2 and not POSITIONED.match(first):
+    if code == 2 and not first_error(first):
         if not (not_utf8 and re.match(r"^(error|[^:\n]+): ", first)):
             return [f"first line of standard error has no position: {first[:300]!r}"]
     return []

@@ -8,7 +8,8 @@ import pytest
 
 from nftc.system import live
 from nftc.language import model as m
-from nftc.system.lockout import EndpointError, from_ssh_connection, lockout_problem, parse_admin_from, zone_of
+from nftc.semantics.zones import zone_of
+from nftc.system.lockout import EndpointError, from_ssh_connection, lockout_problem, parse_admin_from
 from nftc.language.parser import parse_text
 from nftc.backend.render_nft import render_nft
 from nftc.system.state import Lock, StateDir, StateError

@@ -18,9 +18,10 @@ import pytest
 
 from nftc.cli.main import main
 
+from helpers import POSITIONED
+
 BAD = pathlib.Path(__file__).resolve().parent / "bad"
 CASES = sorted(p for p in BAD.glob("*.zfw") if p.is_file())
-HEAD = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<column>\d+): error: (?P<message>.+)$")
 
 # The mistakes the issue names: each must keep a case in the table.
 REQUIRED = {
@@ -47,7 +48,7 @@ def compile_errors(case: pathlib.Path, capsys, monkeypatch) -> tuple[int, str]:
 
 
 def first_error(stderr: str) -> re.Match:
-    match = HEAD.match(stderr.splitlines()[0])
+    match = POSITIONED.match(stderr.splitlines()[0])
     assert match, f"first line is not FILE:LINE:COL: error: ...: {stderr.splitlines()[0]!r}"
     return match
 
@@ -121,7 +122,7 @@ def test_every_value_error_of_a_file_is_reported_in_one_run(tmp_path, capsys, mo
     (tmp_path / "many.zfw").write_text("zone lan = 10.0.0.1/8\nservice a = tcp 0\nallow lna -> shh\n")
     monkeypatch.chdir(tmp_path)
     assert main(["compile", "many.zfw"]) == 2
-    heads = [line for line in capsys.readouterr().err.splitlines() if HEAD.match(line)]
+    heads = [line for line in capsys.readouterr().err.splitlines() if POSITIONED.match(line)]
     assert [h.split(": error:")[0] for h in heads] == ["many.zfw:1:12", "many.zfw:2:17"]
 
 

@@ -1,4 +1,5 @@
-"""Every shipped ruleset compiles to exactly its golden text and JSON.
+"""Every shipped ruleset, and the test policies that show every construct, compile to exactly their golden text
+and JSON.
 
 Regenerate after an intended change, then review the diff like code:
     .venv/bin/python -m pytest tests/test_golden.py --update-golden && git diff tests/golden
@@ -6,7 +7,9 @@ Regenerate after an intended change, then review the diff like code:
 
 from __future__ import annotations
 
+import json
 import pathlib
+import re
 
 import pytest
 
@@ -14,7 +17,10 @@ from nftc.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RULESETS = sorted((ROOT / "rulesets").glob("*.zfw"))
+# Every construct of the language (everything.zfw), and a dynamic zone with the variants it leaves out.
+POLICIES = [ROOT / "tests" / "policies" / name for name in ("everything.zfw", "dynamic.zfw")]
 GOLDEN = ROOT / "tests" / "golden"
+FORMATS = ("nft", "json")
 
 
 def compiled(policy: pathlib.Path, fmt: str, capsys) -> str:
@@ -22,8 +28,8 @@ def compiled(policy: pathlib.Path, fmt: str, capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("fmt", ["nft", "json"])
-@pytest.mark.parametrize("policy", RULESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("policy", RULESETS + POLICIES, ids=lambda p: p.stem)
 def test_shipped_ruleset_compiles_to_its_golden_output(policy, fmt, capsys, update_golden):
     output = compiled(policy, fmt, capsys)
     golden = GOLDEN / f"{policy.stem}.{fmt}"
@@ -33,7 +39,7 @@ def test_shipped_ruleset_compiles_to_its_golden_output(policy, fmt, capsys, upda
     assert output == golden.read_text()
 
 
-@pytest.mark.parametrize("policy", RULESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("policy", RULESETS + POLICIES, ids=lambda p: p.stem)
 def test_output_is_the_same_from_any_working_directory(policy, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     relative = compiled(policy.relative_to(ROOT), "nft", capsys)
@@ -42,5 +48,35 @@ def test_output_is_the_same_from_any_working_directory(policy, capsys, monkeypat
 
 
 def test_every_shipped_ruleset_has_a_golden_file():
-    expected = {f"{p.stem}.{fmt}" for p in RULESETS for fmt in ("nft", "json")}
+    expected = {f"{p.stem}.{fmt}" for p in RULESETS + POLICIES for fmt in FORMATS}
     assert {p.name for p in GOLDEN.iterdir()} == expected
+
+
+# Constructs the goldens must keep showing (issue 8), so their coverage cannot silently disappear: a pattern in
+# the nft text, and one in the JSON written compactly (no spaces or newlines).
+CONSTRUCTS = {
+    "named_limit": (r'limit name "limit_r\d+"', r'\{"limit":"limit_r\d+"\}'),
+    "reject_with_tcp_reset": (r"reject with tcp reset", r'\{"reject":\{"type":"tcp reset"\}\}'),
+    "interface_map": (r"iifname vmap @zones_iface",
+                      r'\{"vmap":\{"key":\{"meta":\{"key":"iifname"\}\},"data":"@zones_iface"\}\}'),
+    "dynamic_zone_set": (r"ip6? saddr @dyn_\w+_v[46] goto zone_\w+", r'"right":"@dyn_\w+_v[46]"\}\},\{"goto"'),
+    "broad_rule_match": (r"meta l4proto != \{ tcp, udp \} goto",
+                         r'"op":"!=","left":\{"meta":\{"key":"l4proto"\}\},"right":\{"set":\["tcp","udp"\]\}'),
+    "accept_logging": (r'log prefix "\w+ accept: r\d+ "', r'\{"log":\{"prefix":"\w+ accept: r\d+ "\}\}'),
+}
+
+
+def _golden_text(fmt: str) -> dict[str, str]:
+    """Each golden file of one format by name; JSON written compactly, so a pattern does not depend on indent."""
+    texts = {path.name: path.read_text() for path in sorted(GOLDEN.glob(f"*.{fmt}"))}
+    if fmt == "json":
+        texts = {name: json.dumps(json.loads(text), separators=(",", ":")) for name, text in texts.items()}
+    return texts
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("construct", CONSTRUCTS)
+def test_item8_goldens_show_every_construct(construct, fmt):
+    pattern = re.compile(CONSTRUCTS[construct][FORMATS.index(fmt)])
+    assert any(pattern.search(text) for text in _golden_text(fmt).values()), \
+        f"no golden .{fmt} file shows {construct} ({pattern.pattern}): which policy lost it?"

@@ -10,11 +10,8 @@ says what the policy means.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pathlib
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -22,10 +19,10 @@ from typing import Callable
 
 import pytest
 
-from nftc.cli.main import main
 from nftc.system.kernel import check_script
 
-from strategies import POSITIONED, control_characters, nft_text_problems, write_files
+from helpers import compile_files, first_error, run_cli
+from strategies import control_characters, nft_text_problems
 
 PAYLOADS = {
     "quote": '"',
@@ -93,14 +90,6 @@ SLOTS = {
 CASES = [pytest.param(slot, payload, id=f"{slot}-{payload}") for slot in SLOTS for payload in PAYLOADS]
 
 
-def compile_files(files: dict[str, str], directory: pathlib.Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    path = write_files(directory, files)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["compile", str(path)])
-    return code, out.getvalue(), err.getvalue()
-
-
 def table_of(text: str) -> str:
     return next(line.split()[2] for line in text.split("\n") if line.startswith("table inet "))
 
@@ -108,19 +97,18 @@ def table_of(text: str) -> str:
 @pytest.mark.parametrize("slot_name, payload_name", CASES)
 def test_hostile_text_is_refused_with_a_position_or_emitted_as_meant(slot_name, payload_name, tmp_path):
     slot, payload = SLOTS[slot_name], PAYLOADS[payload_name]
-    code, out, err = compile_files(slot.files(payload), tmp_path)
-    assert "Traceback" not in err
-    assert control_characters(err) == [], err[:400]
-    if code == 0:
-        assert nft_text_problems(out, table_of(out)) == []
-        assert slot.means(out, payload), out[:2000]
+    result = compile_files(slot.files(payload), directory=tmp_path)
+    assert "Traceback" not in result.err
+    assert control_characters(result.err) == [], result.err[:400]
+    if result.code == 0:
+        assert nft_text_problems(result.out, table_of(result.out)) == []
+        assert slot.means(result.out, payload), result.out[:2000]
         return
-    assert code == 2, err[:400]
-    first = err.split("\n", 1)[0]
-    assert POSITIONED.match(first), first[:300]
-    where = re.match(r"^(.*):(\d+):\d+: error: ", first)
-    assert pathlib.Path(where.group(1)).name == slot.file, first[:300]
-    assert slot.line <= int(where.group(2)) <= slot.line + payload.count("\n"), first[:300]
+    assert result.code == 2, result.err[:400]
+    where = first_error(result.err)
+    assert where, result.err[:300]
+    assert pathlib.Path(where["file"]).name == slot.file, result.err[:300]
+    assert slot.line <= int(where["line"]) <= slot.line + payload.count("\n"), result.err[:300]
 
 
 @pytest.mark.kernel
@@ -130,9 +118,9 @@ def test_hostile_text_that_compiles_is_accepted_by_the_kernel(tmp_path):
     for index, (slot_name, payload_name) in enumerate((s, p) for s in SLOTS for p in PAYLOADS):
         directory = tmp_path / str(index)
         directory.mkdir()
-        code, out, _ = compile_files(SLOTS[slot_name].files(PAYLOADS[payload_name]), directory)
-        if code == 0:
-            result = check_script(out)
+        compiled = compile_files(SLOTS[slot_name].files(PAYLOADS[payload_name]), directory=directory)
+        if compiled.code == 0:
+            result = check_script(compiled.out)
             if not result.ok:
                 rejected[(slot_name, payload_name)] = result.error
     assert rejected == {}
@@ -153,37 +141,35 @@ FILE_NAMES = {
 
 @pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
 def test_a_hostile_policy_file_name_leaves_the_provenance_comments_sound(file_name, tmp_path):
-    code, out, err = compile_files({file_name: BASE}, tmp_path)
-    assert code == 0, err
-    assert nft_text_problems(out, "zfw") == []
+    compiled = compile_files({file_name: BASE}, directory=tmp_path)
+    assert compiled.code == 0, compiled.err
+    assert nft_text_problems(compiled.out, "zfw") == []
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
 def test_a_hostile_policy_file_name_compiles_to_what_the_kernel_accepts(file_name, tmp_path):
-    code, out, err = compile_files({file_name: BASE}, tmp_path)
-    assert code == 0, err
-    result = check_script(out)
+    compiled = compile_files({file_name: BASE}, directory=tmp_path)
+    assert compiled.code == 0, compiled.err
+    result = check_script(compiled.out)
     assert result.ok, result.error
 
 
 @pytest.mark.parametrize("file_name", FILE_NAMES.values(), ids=FILE_NAMES.keys())
 def test_a_hostile_policy_file_name_keeps_the_diagnostic_on_one_safe_line(file_name, tmp_path):
-    code, _, err = compile_files({file_name: "zone ok = 10.0.0.0/8\nallow ok -> nosuch\n"}, tmp_path)
-    assert code == 2
-    assert POSITIONED.match(err.split("\n", 1)[0]), err[:300]
-    assert "unknown service 'nosuch'" in err.split("\n", 1)[0]
-    assert control_characters(err) == [], err[:300]
+    result = compile_files({file_name: "zone ok = 10.0.0.0/8\nallow ok -> nosuch\n"}, directory=tmp_path)
+    assert result.code == 2
+    assert first_error(result.err), result.err[:300]
+    assert "unknown service 'nosuch'" in result.err.split("\n", 1)[0]
+    assert control_characters(result.err) == [], result.err[:300]
 
 
 def test_errors_about_the_policy_file_itself_are_one_clear_line(tmp_path):
     (tmp_path / "folder.zfw").mkdir()
     for path in (tmp_path / "missing.zfw", tmp_path / "folder.zfw"):
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            code = main(["compile", str(path)])
-        first = err.getvalue().split("\n", 1)[0]
-        assert code == 2
+        result = run_cli("compile", str(path))
+        first = result.err.split("\n", 1)[0]
+        assert result.code == 2
         assert first.startswith(("error: ", f"{path}:")), first
         assert path.name in first
 
@@ -199,4 +185,4 @@ def test_an_address_file_that_is_a_fifo_fails_fast_with_a_position(tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("nftc compile still reading a FIFO after 10 s")
     assert process.returncode == 2, process.stderr
-    assert POSITIONED.match(process.stderr), process.stderr[:300]
+    assert first_error(process.stderr), process.stderr[:300]

@@ -6,22 +6,25 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
-from nftc.lab import session as lab, plan as labplan
+from nftc.lab import netns, session as lab, plan as labplan
 from nftc.compiler import compile_policy
 from nftc.semantics.resolve import LOCALHOST
+from nftc.semantics.zones import zone_of
 
 from helpers import unavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULESETS = sorted(glob.glob(os.path.join(ROOT, "rulesets", "*.zfw")))
 SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
+MINIMAL = os.path.join(ROOT, "rulesets", "minimal.zfw")
+FAULTY = os.path.join(ROOT, "tests", "faulty_nftc.py")
 OPEN, DROPPED = labplan.OPEN, labplan.DROPPED
 
 
@@ -36,10 +39,6 @@ def run_lab(path: str, scanner: str = "builtin", loaded: str | None = None) -> l
         return lab.probe_lab(live, checked, scanner)
 
 
-def lab_namespaces_of(pid: int) -> list[str]:
-    return lab.lab_namespaces(f"{lab.PREFIX_STEM}{pid}x0")
-
-
 # Planning, no kernel
 
 
@@ -50,7 +49,7 @@ def test_every_client_address_lies_in_its_own_zone():
         for client in topology.clients:
             assert set(client.addresses) == {4, 6}, (path, client)
             for address in client.addresses.values():
-                assert labplan.zone_of(checked.intervals, address) == client.zone
+                assert zone_of(checked, address, client.interface) == client.zone
 
 
 def test_a_zone_of_every_address_gets_an_address_no_other_zone_claims():
@@ -110,9 +109,19 @@ def test_nmap_report_is_read_including_collapsed_ports():
         ("udp", 11211): DROPPED, ("tcp", 25): labplan.REFUSED}
 
 
-def test_tear_down_refuses_a_prefix_that_is_not_a_lab():
+@pytest.mark.parametrize("name", ["nftct", "nftclab12", "nftct12x1-server", "eth0"])
+def test_tear_down_refuses_a_prefix_that_is_not_a_lab(name):
     with pytest.raises(lab.LabError):
-        lab.tear_down("nftct")
+        lab.tear_down(name)
+
+
+@pytest.mark.parametrize("name, prefix", [
+    ("nftclab5x0-server", "nftclab5x0"), ("nftct12x10server", "nftct12x10"), ("nftct12x1-a", "nftct12x1"),
+    ("nftcbench7x3-apply", "nftcbench7x3"), ("nftct", None), ("eth0", None), ("xnftct1x0", None),
+])
+def test_item8_a_namespace_name_gives_back_its_exact_prefix(name, prefix):
+    """So a sweep or `--down nftct12x1` never takes nftct12x10's namespaces, nor a name nftc did not make."""
+    assert netns.prefix_of(name) == prefix
 
 
 # On the kernel
@@ -178,12 +187,20 @@ def test_lab_reports_a_kernel_that_differs_from_the_policy(tmp_path):
 
 @pytest.mark.kernel
 def test_cli_exits_non_zero_on_a_mismatch_and_zero_when_the_kernel_agrees(tmp_path):
-    good = subprocess.run([sys.executable, "-m", "nftc", "lab", "--json", os.path.join(ROOT, "rulesets",
-                                                                                        "minimal.zfw")],
-                          capture_output=True, text=True, timeout=300)
+    good = subprocess.run([sys.executable, "-m", "nftc", "lab", "--json", MINIMAL], capture_output=True, text=True,
+                          timeout=300)
     assert good.returncode == 0, good.stderr
     document = json.loads(good.stdout)
     assert document["ok"] and not document["mismatches"] and document["observations"]
+    loose = tmp_path / "loose.zfw"  # what the kernel gets: ssh open to the internet, which minimal.zfw drops
+    loose.write_text(open(MINIMAL).read().replace("allow internet -> smtp, submission",
+                                                  "allow internet -> smtp, submission, ssh"))
+    bad = subprocess.run([sys.executable, "-I", FAULTY, "--lab-loads", str(loose), "--", "lab", "--json", MINIMAL],
+                         capture_output=True, text=True, timeout=300, cwd="/")
+    assert bad.returncode == 1, bad.stderr
+    document = json.loads(bad.stdout)
+    assert not document["ok"]
+    assert {(m["zone"], m["port"], m["observed"]) for m in document["mismatches"]} == {("internet", 22, OPEN)}
 
 
 @pytest.mark.kernel
@@ -200,6 +217,8 @@ def test_keep_leaves_the_lab_up_and_down_removes_it():
         server = next(n for n in names if n.endswith("-server"))
         assert "table inet" in subprocess.run(["ip", "netns", "exec", server, "nft", "list", "tables"],
                                               capture_output=True, text=True).stdout
+        lab.sweep_orphans()  # its maker has exited, but it was kept on purpose
+        assert lab.lab_namespaces(prefix) == names
     finally:
         down = subprocess.run([sys.executable, "-m", "nftc", "lab", "--down", prefix], capture_output=True,
                               text=True, timeout=60)
@@ -207,21 +226,67 @@ def test_keep_leaves_the_lab_up_and_down_removes_it():
     assert lab.lab_namespaces(prefix) == []
 
 
+# Issue 8: a run killed half way leaves no namespaces that nothing cleans.
+
+
+def ended_pid() -> int:
+    """The pid of a process that has ended and been reaped (pids are not reused that soon)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def add_namespaces(*names: str) -> None:
+    for name in names:
+        netns.run("ip", "netns", "add", name)
+
+
+def delete_namespaces(*names: str) -> None:
+    for name in names:
+        netns.run("ip", "netns", "del", name, check=False)
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_tears_the_lab_down(sig):
-    process = subprocess.Popen([sys.executable, "-m", "nftc", "lab", SINGLE], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+def test_item8_the_sweep_removes_what_a_killed_run_left_and_nothing_of_a_running_one():
+    gone = ended_pid()
+    left = [f"{netns.TEST_STEM}{gone}x0srv", f"{netns.LAB_STEM}{gone}x1-server", f"{netns.BENCH_STEM}{gone}x2-apply"]
+    running = f"{netns.unique_prefix(netns.TEST_STEM)}srv"  # made by this process, which is running
+    kept_prefix = f"{netns.LAB_STEM}{gone}x3"
+    kept_state = tempfile.mkdtemp(prefix=f"{kept_prefix}-")
+    open(os.path.join(kept_state, lab.KEPT_MARK), "x").close()
+    add_namespaces(*left, running, f"{kept_prefix}-server")
+    stray = subprocess.Popen(["ip", "netns", "exec", left[0], "sleep", "60"])  # a process a killed run left inside
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(lab_namespaces_of(process.pid)) < 3:
-            time.sleep(0.1)
-        assert len(lab_namespaces_of(process.pid)) == 3
-        process.send_signal(sig)
-        assert process.wait(timeout=60) != 0
+        deadline = time.monotonic() + 10
+        while str(stray.pid) not in netns.run("ip", "netns", "pids", left[0]).stdout.split():
+            assert time.monotonic() < deadline, "the stray process never entered its namespace"
+            time.sleep(0.02)
+        swept = lab.sweep_orphans()
+        names = netns.listed()
+        assert set(left) <= set(swept) and not set(left) & set(names)
+        with pytest.raises(ProcessLookupError):  # killed by PID (and reaped) before its namespace went
+            os.kill(stray.pid, 0)
+        assert running in names
+        assert f"{kept_prefix}-server" in names and f"{kept_prefix}-server" not in swept
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        lab.tear_down(f"{lab.PREFIX_STEM}{process.pid}x0")
-    assert lab_namespaces_of(process.pid) == []
+        stray.kill()
+        stray.wait()
+        delete_namespaces(*left, running)
+        lab.tear_down(kept_prefix)
+    assert not os.path.exists(kept_state)
+
+
+@pytest.mark.kernel
+def test_item8_lab_down_takes_a_test_prefix_exactly():
+    gone = ended_pid()
+    target, neighbour = f"{netns.TEST_STEM}{gone}x1", f"{netns.TEST_STEM}{gone}x10"
+    add_namespaces(f"{target}srv", f"{target}cli", f"{neighbour}srv")
+    try:
+        down = subprocess.run([sys.executable, "-m", "nftc", "lab", "--down", target], capture_output=True,
+                              text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.startswith("deleted 2 namespaces: ")
+        assert set(down.stdout.split()[3:]) == {f"{target}srv", f"{target}cli"}
+        assert netns.namespaces(target) == [] and netns.namespaces(neighbour) == [f"{neighbour}srv"]
+    finally:
+        delete_namespaces(f"{target}srv", f"{target}cli", f"{neighbour}srv")

@@ -27,7 +27,7 @@ from nftc.cli import main as cli
 from nftc.lab import session as lab
 from nftc.language.diagnostics import MAX_QUOTED
 
-from strategies import write_files
+from helpers import write_files
 
 SECRET = "S3CR3T-h4sh-w0rd"
 MB = 1_000_000
@@ -153,7 +153,7 @@ def test_item14_an_address_list_that_shows_it_is_one_keeps_every_error(tmp_path,
 def test_item15_interrupting_any_command_exits_130_with_one_line(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "_compile", interrupted)
+    monkeypatch.setattr("nftc.cli.compile._compile", interrupted)
     assert cli.main(["compile", str(MINIMAL)]) == 130
     assert capsys.readouterr().err == "nftc: compile: interrupted\n"
 

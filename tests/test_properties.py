@@ -3,12 +3,15 @@
 Valid: compiles deterministically, means what the reference model says, and the kernel accepts it, loaded as nft
 text or as libnftables JSON alike. Broken (mutated seeds, token soup): `nftc compile` ends in exit 0 or 2, and
 exit 2 starts with `FILE:LINE:COL: error:`, never a traceback.
+
+Each property is a plain function run by `check_property` twice (issue 8): a few examples in the fast loop, the
+full count marked `slow`. A failure prints the falsifying example, shrunk. Under CI=true hypothesis is
+derandomised (tests/conftest.py), so rerunning the failing test id replays it; elsewhere examples are random, and
+`--hypothesis-seed=N` fixes them. Keep each input a property found as a plain case below.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pathlib
 import subprocess
@@ -16,10 +19,9 @@ import sys
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from nftc.cli.main import main
 from nftc.compiler import compile_policy
 from nftc.language.diagnostics import PolicyError
 from nftc.system.kernel import check_script
@@ -28,8 +30,9 @@ from nftc.semantics.reach import decide, zone_segments
 from nftc.backend.render_json import render_json
 from nftc.backend.render_nft import render_nft
 
+from helpers import check_property, compile_files, examples, write_files
 from strategies import (PROTOCOLS, PolicySpec, control_characters, diagnostic_problems, mutants,
-                        nft_text_problems, policies, token_soup, write_files)
+                        nft_text_problems, policies, token_soup)
 from test_kernel_check import _listing_without_unsupported_comments as comparable_listing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -37,8 +40,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Errors a random policy may still hit by chance: a zone whose every network a more specific zone claims.
 TOLERATED = ("can never match: more specific zones claim all its addresses",)
 
-quick = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-kernel = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+kernel = settings(max_examples=25)
 
 
 def compiled(spec: PolicySpec):
@@ -53,41 +55,49 @@ def compiled(spec: PolicySpec):
         return compilation, render_nft(compilation.table), render_json(compilation.table)
 
 
-@quick
-@given(policies())
-def test_a_valid_policy_compiles_to_the_same_bytes_every_time(spec):
+def compiles_to_the_same_bytes_every_time(spec):
     _, text, document = compiled(spec)
     _, again_text, again_document = compiled(spec)
     assert text == again_text
     assert document == again_document
 
 
-@settings(max_examples=8, deadline=None, database=None)
-@given(policies())
-def test_output_does_not_depend_on_the_hash_seed(spec):
-    outputs = set()
+@examples(few=3, many=100)
+def test_a_valid_policy_compiles_to_the_same_bytes_every_time(examples):
+    check_property(compiles_to_the_same_bytes_every_time, examples, policies())
+
+
+def output_does_not_depend_on_the_hash_seed(spec):
+    """Four `nftc compile` processes (two hash seeds, two formats), run side by side."""
     with tempfile.TemporaryDirectory() as directory:
         path = write_files(pathlib.Path(directory), spec.files())
-        for seed in ("1", "2"):
-            for fmt in ("nft", "json"):
-                process = subprocess.run([sys.executable, "-m", "nftc", "compile", str(path), "--format", fmt],
-                                         capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed})
-                assume(process.returncode == 0 or not any(t in process.stderr for t in TOLERATED))
-                assert process.returncode == 0, process.stderr
-                outputs.add((fmt, process.stdout))
-    assert len(outputs) == 2
+        runs = {(seed, fmt): subprocess.Popen([sys.executable, "-m", "nftc", "compile", str(path), "--format", fmt],
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                              env={**os.environ, "PYTHONHASHSEED": seed})
+                for seed in ("1", "2") for fmt in ("nft", "json")}
+        ended = {key: (process.communicate(timeout=120), process.returncode) for key, process in runs.items()}
+    for (_, stderr), code in ended.values():
+        assume(code == 0 or not any(t in stderr for t in TOLERATED))
+        assert code == 0, stderr
+    assert len({(fmt, out) for (_, fmt), ((out, _), _) in ended.items()}) == 2
 
 
-@quick
-@given(policies())
-def test_a_valid_policy_emits_sound_nft_text(spec):
+@examples(few=1, many=8)
+def test_output_does_not_depend_on_the_hash_seed(examples):
+    check_property(output_does_not_depend_on_the_hash_seed, examples, policies())
+
+
+def emits_sound_nft_text(spec):
     _, text, _ = compiled(spec)
     assert nft_text_problems(text, spec.table_name) == []
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policies(), st.data())
-def test_reach_agrees_with_the_reference_model(spec, data):
+@examples(few=3, many=100)
+def test_a_valid_policy_emits_sound_nft_text(examples):
+    check_property(emits_sound_nft_text, examples, policies())
+
+
+def reach_agrees_with_the_reference_model(spec, data):
     compilation, _, _ = compiled(spec)
     meaning = spec.meaning()
     probes = [(zone, protocol, port) for zone in spec.zone_names() for protocol in PROTOCOLS
@@ -98,6 +108,11 @@ def test_reach_agrees_with_the_reference_model(spec, data):
     for zone, protocol, port in probes:
         got = decide(segments[zone], protocol, port)
         assert (got.verdict, got.reason) == meaning.decision(zone, protocol, port), (zone, protocol, port)
+
+
+@examples(few=5, many=150)
+def test_reach_agrees_with_the_reference_model(examples):
+    check_property(reach_agrees_with_the_reference_model, examples, policies(), st.data())
 
 
 @pytest.mark.kernel
@@ -127,16 +142,6 @@ def test_text_and_json_load_to_the_same_kernel_table(spec):
     assert comparable_listing(listings[0]) == comparable_listing(listings[1])
 
 
-def compile_files(files: dict) -> tuple[int, str, str]:
-    """Run `nftc compile` in-process on `files` (the first one is the policy): (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with tempfile.TemporaryDirectory() as directory:
-        path = write_files(pathlib.Path(directory), files)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["compile", str(path)])
-    return code, out.getvalue(), err.getvalue()
-
-
 def not_utf8(files: dict) -> bool:
     return any(isinstance(c, bytes) and not _decodes(c) for c in files.values())
 
@@ -152,21 +157,26 @@ def _decodes(data: bytes) -> bool:
 broken_policies = st.one_of(mutants(), mutants(), token_soup())
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(broken_policies)
-def test_broken_input_ends_in_a_positioned_diagnostic_never_a_traceback(files):
-    code, out, err = compile_files(files)
-    assert diagnostic_problems(code, err, not_utf8(files)) == []
-    if code == 0:
-        table = next((line.split()[2] for line in out.split("\n") if line.startswith("table inet ")), "")
-        assert nft_text_problems(out, table) == []
+def ends_in_a_positioned_diagnostic(files):
+    result = compile_files(files)
+    assert diagnostic_problems(result.code, result.err, not_utf8(files)) == []
+    if result.code == 0:
+        table = next((line.split()[2] for line in result.out.split("\n") if line.startswith("table inet ")), "")
+        assert nft_text_problems(result.out, table) == []
 
 
-@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(broken_policies)
-def test_diagnostics_never_carry_control_characters_to_the_terminal(files):
-    _, _, err = compile_files(files)
-    assert control_characters(err) == []
+@examples(few=10, many=300)
+def test_broken_input_ends_in_a_positioned_diagnostic_never_a_traceback(examples):
+    check_property(ends_in_a_positioned_diagnostic, examples, broken_policies)
+
+
+def carries_no_control_characters(files):
+    assert control_characters(compile_files(files).err) == []
+
+
+@examples(few=10, many=200)
+def test_diagnostics_never_carry_control_characters_to_the_terminal(examples):
+    check_property(carries_no_control_characters, examples, broken_policies)
 
 
 # Regressions: inputs the properties above found, kept as plain cases. Each compiles to sound text the kernel
@@ -192,22 +202,22 @@ COMPILES_OR_REFUSED = {
 
 @pytest.mark.parametrize("policy", COMPILES_OR_REFUSED.values(), ids=COMPILES_OR_REFUSED.keys())
 def test_regression_compiles_to_sound_text_or_is_refused_with_a_position(policy):
-    code, out, err = compile_files({"policy.zfw": policy})
-    assert diagnostic_problems(code, err) == []
-    if code == 0:
-        table = next(line.split()[2] for line in out.split("\n") if line.startswith("table inet "))
-        assert nft_text_problems(out, table) == []
+    result = compile_files({"policy.zfw": policy})
+    assert diagnostic_problems(result.code, result.err) == []
+    if result.code == 0:
+        table = next(line.split()[2] for line in result.out.split("\n") if line.startswith("table inet "))
+        assert nft_text_problems(result.out, table) == []
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("policy", COMPILES_OR_REFUSED.values(), ids=COMPILES_OR_REFUSED.keys())
 def test_regression_compiles_to_what_the_kernel_accepts_or_is_refused(policy):
-    code, out, err = compile_files({"policy.zfw": policy})
-    assert code in (0, 2), err
-    if code == 2:
-        assert diagnostic_problems(code, err) == []
+    compiled_run = compile_files({"policy.zfw": policy})
+    assert compiled_run.code in (0, 2), compiled_run.err
+    if compiled_run.code == 2:
+        assert diagnostic_problems(compiled_run.code, compiled_run.err) == []
         return
-    result = check_script(out)
+    result = check_script(compiled_run.out)
     assert result.ok, result.error
 
 
@@ -222,7 +232,7 @@ CLEAN_DIAGNOSTICS = {
 
 @pytest.mark.parametrize("files", CLEAN_DIAGNOSTICS.values(), ids=CLEAN_DIAGNOSTICS.keys())
 def test_regression_diagnostics_carry_no_control_characters(files):
-    code, _, err = compile_files(files)
-    assert code == 2
-    assert diagnostic_problems(code, err) == []
-    assert control_characters(err) == [], err
+    result = compile_files(files)
+    assert result.code == 2
+    assert diagnostic_problems(result.code, result.err) == []
+    assert control_characters(result.err) == [], result.err

@@ -17,6 +17,7 @@ import pytest
 
 from nftc.lab import session as lab, plan as labplan
 from nftc.compiler import compile_policy
+from nftc.semantics.zones import zone_of
 
 from helpers import unavailable
 
@@ -61,7 +62,7 @@ def add_sources(live: lab.LiveLab, checked, zone: str) -> list[str]:
     """Two more client namespaces inside `zone`, wired to the server the way the lab wires its own clients."""
     namespaces = [live.clients[zone]]
     for interface, addresses in EXTRA_SOURCES:
-        assert all(labplan.zone_of(checked.intervals, a) == zone for a in addresses.values())
+        assert all(zone_of(checked, a, interface) == zone for a in addresses.values())
         namespace = lab._prepare_namespace(live.lab, f"-{interface}")
         lab._wire_client(live, labplan.Client(zone, interface, addresses), namespace)
         namespaces.append(namespace)

@@ -183,6 +183,7 @@ class Set:
     size: int = 0
     timeout: str = ""  # like 1m
     comment: str = ""
+    dynamic_zone: str = ""  # the dynamic zone whose run-time addresses the set holds: an apply carries them
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,18 @@ import os
 import re
 from dataclasses import dataclass
 
-from . import ir
+from . import ir, names
 from ..language import model as m
 from ..semantics import ports
 from ..language.model import PROTOCOLS
-from ..semantics.reach import Decision, Segment, zone_segments
-from ..semantics.resolve import LOCALHOST, CheckedPolicy, CheckedRule
+from ..semantics.reach import Decision, Segment, verdict_of, zone_segments
+from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
 from ..semantics.zones import BITS, Interval, interfaces
 
 ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
 ICMPV6_ERRORS = ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem")
 ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
-DEFAULT_LOG_RATE = m.Rate(10, "minute")
 LIMIT_SET_SIZE = 65535
 LIMIT_SET_TIMEOUT = "1m"
 # Fib lookups of the reverse-path check, per `rpfilter` mode (`off`: none). `mark` keeps fwmark policy routing
@@ -37,7 +36,7 @@ RPFILTER_LOOKUPS = {"strict": ("saddr", "mark", "iif"), "loose": ("saddr", "mark
 
 @dataclass(frozen=True)
 class Family:
-    """One IP family, as the ruleset spells it."""
+    """One IP family, as the ruleset spells it (`semantics.zones.IP_VERSIONS` are the bare version numbers)."""
 
     version: int
     protocol: str  # the payload protocol: ip, ip6
@@ -81,26 +80,25 @@ class _Builder:
         log = self.checked.policy.log_drops
         if log is None and not asked:
             return ()
-        rate, burst = (log.rate, log.burst) if log else (DEFAULT_LOG_RATE, 5)
-        prefix = log.prefix if log else f"{self.checked.policy.table} drop: "
-        limit = ir.Limit(rate.count, rate.unit, burst)
+        settings = log or m.DEFAULT_LOG_DROPS  # a rule's own `log` without `log drops`: the defaults
+        limit = ir.Limit(settings.rate.count, settings.rate.unit, settings.burst)
         where = self.where(span or (log.span if log else None)) or "log"
-        return (ir.Rule(matches + (limit, ir.Log(f"{prefix}{tag} ")), where),)
+        return (ir.Rule(matches + (limit, ir.Log(f"{settings.prefix}{tag} ")), where),)
 
     def over_limit_chain(self, rule: CheckedRule, where: str) -> str:
-        name = f"over_limit_{rule.id}"
+        name = names.over_limit_chain(rule.id)
         if name not in self.chains:
             rules = self.log_rule((), f"{rule.id}/limit", rule.rule.span) + (
-                ir.Rule((self.counter(f"{rule.id}/over-limit", where), ir.Verdict("drop")), where),)
+                ir.Rule((self.counter(names.over_limit_counter(rule.id), where), ir.Verdict("drop")), where),)
             self.chains[name] = ir.Chain(name, rules, comment=_comment(f"over the limit of {where}"))
         return name
 
     def protected_set(self, protocol: str) -> ir.SetRef | None:
-        spans = ports.by_protocol(self.checked.protected)[protocol]
-        if not spans:
+        intervals = ports.by_protocol(self.checked.protected)[protocol]
+        if not intervals:
             return None
-        name = f"protected_{protocol}"
-        self.sets.setdefault(name, ir.Set(name, "inet_service", _port_elements(spans), interval=True,
+        name = names.protected_set(protocol)
+        self.sets.setdefault(name, ir.Set(name, "inet_service", _port_elements(intervals), interval=True,
                                           comment="local-only and admin ports: opened only by name"))
         return ir.SetRef(name)
 
@@ -124,31 +122,33 @@ def lower_policy(checked: CheckedPolicy) -> ir.Table:
 
 def _input_chain(b: _Builder) -> ir.Chain:
     rules = [
-        ir.Rule((ir.Match(ir.Meta("iif"), "lo"), ir.Verdict("goto", "zone_localhost")),
+        ir.Rule((ir.Match(ir.Meta("iif"), "lo"), ir.Verdict("goto", names.zone_chain(LOCALHOST))),
                 "loopback: built-in zone localhost"),
         *_spoofed_loopback_rules(b),
         *_on_link_icmpv6_rules(),  # before the reverse-path check: ND from :: (duplicate address detection)
         *_rpfilter_rules(b),
-        ir.Rule((ir.Match(ir.Payload("udp", "dport"), 11211), b.counter("drop/memcached-udp"),
+        ir.Rule((ir.Match(ir.Payload(MEMCACHED_UDP.protocol, "dport"), MEMCACHED_UDP.first),
+                 b.counter(names.drop_counter("memcached-udp")),
                  ir.Verdict("drop")), "memcached UDP: never outside localhost (memcrashed)"),
         *_echo_rules(b),  # before conntrack: every request of one ping is "established" after the first reply
         ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("established", "related"))), ir.Verdict("accept")),
                 "replies to allowed connections"),
-        ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("invalid",))), b.counter("drop/invalid"),
+        ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("invalid",))), b.counter(names.drop_counter("invalid")),
                  ir.Verdict("drop")), "invalid conntrack state"),
         *_icmp_error_rules(),
         *_dispatch_rules(b),
         *b.log_rule((), "no-zone", None),
-        ir.Rule((b.counter("drop/no-zone"), ir.Verdict("drop")), "source in no zone"),
+        ir.Rule((b.counter(names.drop_counter("no-zone")), ir.Verdict("drop")), "source in no zone"),
     ]
-    return ir.Chain("input", tuple(rules), ir.Hook("input", 0, "drop"))
+    return ir.Chain(names.INPUT_CHAIN, tuple(rules), ir.Hook("input", 0, "drop"))
 
 
 def _spoofed_loopback_rules(b: _Builder) -> list[ir.Rule]:
     """A loopback source arriving on any other interface is forged: services trust 127.0.0.1."""
     not_lo = ir.Match(ir.Meta("iif"), "lo", negate=True)
     return [ir.Rule((not_lo, ir.Match(ir.Payload(f.protocol, "saddr"), _one_or_set(f.loopback)),
-                     b.counter("drop/spoofed-loopback"), ir.Verdict("drop")), "loopback address off loopback")
+                     b.counter(names.drop_counter("spoofed-loopback")), ir.Verdict("drop")),
+                    "loopback address off loopback")
             for f in FAMILIES]
 
 
@@ -206,7 +206,7 @@ def _echo_rules(b: _Builder) -> list[ir.Rule]:
     for family in FAMILIES:
         request = ir.Match(ir.Payload(family.icmp, "type"), "echo-request")
         if echo.enabled:
-            name = f"echo_v{family.version}"
+            name = names.echo_meter(family.version)
             b.sets[name] = ir.Set(name, family.key_type, dynamic=True, size=LIMIT_SET_SIZE,
                                   timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter"))
             under = ir.Limit(echo.rate.count, echo.rate.unit, echo.burst)
@@ -219,8 +219,9 @@ def _echo_rules(b: _Builder) -> list[ir.Rule]:
 def _counted_drop_chain(b: _Builder, reason: str, span: m.Span | None, where: str, comment: str) -> str:
     """`drop_REASON`: log (under `log drops`), count as `drop/REASON` and drop. A chain, so the match that sends
     a packet here (a route lookup, a meter) runs once however many rules the drop takes."""
-    name = f"drop_{reason}"
-    rules = b.log_rule((), reason, span) + (ir.Rule((b.counter(f"drop/{reason}"), ir.Verdict("drop")), where),)
+    name = names.drop_chain(reason)
+    rules = b.log_rule((), reason, span) + (ir.Rule((b.counter(names.drop_counter(reason)), ir.Verdict("drop")),
+                                                    where),)
     b.chains[name] = ir.Chain(name, rules, comment=_comment(comment))
     return name
 
@@ -228,33 +229,33 @@ def _counted_drop_chain(b: _Builder, reason: str, span: m.Span | None, where: st
 def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
     """`zone Z = dynamic`: run-time addresses in `dyn_Z_v4/_v6`, looked up before the zone maps (one address wins)."""
     rules = []
-    for zone in (z for z in b.checked.zones if z.dynamic):
+    for zone in (z for z in b.checked.policy.zones if z.dynamic):
         for family in FAMILIES:
-            name = f"dyn_{zone.name}_v{family.version}"
-            b.sets[name] = ir.Set(name, family.key_type, interval=True,
+            name = names.dynamic_set(zone.name, family.version)
+            b.sets[name] = ir.Set(name, family.key_type, interval=True, dynamic_zone=zone.name,
                                   comment=_comment(f"zone {zone.name}: added at run time"))
             rules.append(ir.Rule((ir.Match(ir.Payload(family.protocol, "saddr"), ir.SetRef(name)),
-                                  ir.Verdict("goto", f"zone_{zone.name}")), f"zone {zone.name} (dynamic)"))
+                                  ir.Verdict("goto", names.zone_chain(zone.name))), f"zone {zone.name} (dynamic)"))
     return rules
 
 
 def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
     rules = _dynamic_rules(b)
-    by_interface = [(name, zone.name) for zone in b.checked.zones for name in interfaces(zone)]
+    by_interface = [(name, zone.name) for zone in b.checked.policy.zones for name in interfaces(zone)]
     if by_interface:
-        b.sets["zones_iface"] = ir.Set(
-            "zones_iface", "ifname", tuple(ir.Element(name, ir.Verdict("goto", f"zone_{zone}"))
-                                          for name, zone in sorted(by_interface)),
+        b.sets[names.INTERFACE_MAP] = ir.Set(
+            names.INTERFACE_MAP, "ifname", tuple(ir.Element(name, ir.Verdict("goto", names.zone_chain(zone)))
+                                                 for name, zone in sorted(by_interface)),
             interval=any(name.endswith("*") for name, _ in by_interface), is_map=True,
             comment="interface -> zone")
-        rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), "zones_iface"),), "zones by interface"))
+        rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), names.INTERFACE_MAP),), "zones by interface"))
     for family in FAMILIES:
         intervals = [i for i in b.checked.intervals if i.version == family.version]
         if not intervals:
             continue
-        name = f"zones_v{family.version}"
+        name = names.zone_map(family.version)
         b.sets[name] = ir.Set(name, family.key_type, tuple(
-            ir.Element(_address_key(i), ir.Verdict("goto", f"zone_{i.zone}")) for i in intervals),
+            ir.Element(_address_key(i), ir.Verdict("goto", names.zone_chain(i.zone))) for i in intervals),
             interval=True, is_map=True, comment="source -> most specific zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),
                              f"zones by IPv{family.version} source"))
@@ -275,22 +276,21 @@ def _zone_chain(b: _Builder, zone: str, protected: dict[str, ir.SetRef | None]) 
     rules = _port_map_rules(b, zone)
     broad = next((r for r in b.checked.rules_for(zone) if r.broad), None)
     if broad is not None:
-        verdict = {"allow": "accept", "deny": "drop"}.get(broad.rule.action, broad.rule.action)
-        chain = _action_chain(b, zone, Decision(verdict, broad.id, broad, "any"))
+        chain = _action_chain(b, zone, Decision(verdict_of(broad.rule.action), broad.id, broad, "any"))
         other = ir.Match(ir.Meta("l4proto"), ir.AnonSet(PROTOCOLS), negate=True)
         rules.append(ir.Rule((other, ir.Verdict("goto", chain)), f"{b.where(broad.rule.span)} {broad.id}"))
     if zone == LOCALHOST:
-        rules.append(ir.Rule((b.counter("localhost/accept"), ir.Verdict("accept")), "loopback is trusted"))
-        return ir.Chain(f"zone_{zone}", tuple(rules), comment="zone localhost")
+        rules.append(ir.Rule((b.counter(names.LOCALHOST_ACCEPT), ir.Verdict("accept")), "loopback is trusted"))
+        return ir.Chain(names.zone_chain(zone), tuple(rules), comment="zone localhost")
     for protocol, ref in protected.items():
         if ref is not None:  # closed anyway; counted apart: knocks on local-only ports
             match = ir.Match(ir.Payload(protocol, "dport"), ref)
             rules += b.log_rule((match,), f"{zone}/protected", None)
-            rules.append(ir.Rule((match, b.counter(f"{zone}/protected-drop"), ir.Verdict("drop")),
+            rules.append(ir.Rule((match, b.counter(names.protected_drop(zone)), ir.Verdict("drop")),
                                  f"zone {zone}: protected port"))
     rules += b.log_rule((), f"{zone}/default", None)
-    rules.append(ir.Rule((b.counter(f"{zone}/default-drop"), ir.Verdict("drop")), f"zone {zone}: no rule"))
-    return ir.Chain(f"zone_{zone}", tuple(rules), comment=_comment(f"zone {zone}"))
+    rules.append(ir.Rule((b.counter(names.default_drop(zone)), ir.Verdict("drop")), f"zone {zone}: no rule"))
+    return ir.Chain(names.zone_chain(zone), tuple(rules), comment=_comment(f"zone {zone}"))
 
 
 def _port_map_rules(b: _Builder, zone: str) -> list[ir.Rule]:
@@ -301,7 +301,7 @@ def _port_map_rules(b: _Builder, zone: str) -> list[ir.Rule]:
     )
     if not elements:
         return []
-    name = f"ports_{zone}"
+    name = names.port_map(zone)
     b.sets[name] = ir.Set(name, "inet_proto . inet_service", elements, interval=True, is_map=True,
                           comment=_comment(f"zone {zone}: protocol . port -> the rule that decides it"))
     key = ir.Concat((ir.Meta("l4proto"), ir.Payload("th", "dport")))
@@ -326,18 +326,17 @@ def _port_key(first: int, last: int) -> int | ir.Range:
 def _action_chain(b: _Builder, zone: str, decision: Decision) -> str:
     """`ZONE/SERVICE/RULE`: the counter and verdict of one rule for one service in one zone (made once)."""
     rule = decision.rule
-    name = f"{zone}/{decision.service}/{rule.id}"
+    name = names.action(zone, decision.service, rule.id)
     if name in b.chains:
         return name
     where = f"{b.where(rule.rule.span)} {rule.id}"
     counter = b.counter(name, where)
-    action = rule.rule.action
-    if action == "allow":
+    if decision.verdict == "accept":
         rules = _limit_rules(b, rule, where) + _accept_log(b, rule)
         rules.append(ir.Rule((counter, ir.Verdict("accept")), where))
     else:
         rules = list(b.log_rule((), rule.id, rule.rule.span, asked=rule.rule.log))
-        if action == "deny":
+        if decision.verdict == "drop":
             rules.append(ir.Rule((counter, ir.Verdict("drop")), where))
         else:
             tcp = ir.Match(ir.Meta("l4proto"), "tcp")
@@ -350,11 +349,10 @@ def _action_chain(b: _Builder, zone: str, decision: Decision) -> str:
 def _accept_log(b: _Builder, rule: CheckedRule) -> list[ir.Rule]:
     if not rule.rule.log:
         return []
-    log = b.checked.policy.log_drops
-    rate = log.rate if log else DEFAULT_LOG_RATE
-    burst = log.burst if log else 5
-    prefix = f"{b.checked.policy.table} accept: {rule.id} "
-    return [ir.Rule((ir.Limit(rate.count, rate.unit, burst), ir.Log(prefix)), b.where(rule.rule.span))]
+    settings = b.checked.policy.log_drops or m.DEFAULT_LOG_DROPS
+    prefix = f"{m.ACCEPT_LOG_PREFIX}{rule.id} "
+    limit = ir.Limit(settings.rate.count, settings.rate.unit, settings.burst)
+    return [ir.Rule((limit, ir.Log(prefix)), b.where(rule.rule.span))]
 
 
 def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
@@ -365,12 +363,12 @@ def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
     over = ir.Limit(limit.rate.count, limit.rate.unit, limit.burst, over=True)
     chain = b.over_limit_chain(rule, where)
     if not limit.per_source:
-        name = f"limit_{rule.id}"
+        name = names.limit(rule.id)
         b.limits.setdefault(name, ir.LimitObject(name, over, where))
         return [ir.Rule((ir.LimitRef(name), ir.Verdict("goto", chain)), where)]
     rules = []
     for family in FAMILIES:
-        name = f"limit_{rule.id}_v{family.version}"
+        name = names.source_meter(rule.id, family.version)
         b.sets.setdefault(name, ir.Set(name, family.key_type, dynamic=True, size=LIMIT_SET_SIZE,
                                        timeout=LIMIT_SET_TIMEOUT, comment=_comment(f"{where} per-source meter")))
         update = ir.SetUpdate(name, ir.Payload(family.protocol, "saddr"), over)
@@ -379,14 +377,15 @@ def _limit_rules(b: _Builder, rule: CheckedRule, where: str) -> list[ir.Rule]:
 
 
 def _output_chain(b: _Builder) -> ir.Chain:
-    rule = ir.Rule((ir.Match(ir.Meta("oif"), "lo", negate=True), ir.Match(ir.Payload("udp", "sport"), 11211),
-                    b.counter("output/memcached-reflection"), ir.Verdict("drop")),
+    reflection = ir.Match(ir.Payload(MEMCACHED_UDP.protocol, "sport"), MEMCACHED_UDP.first)
+    rule = ir.Rule((ir.Match(ir.Meta("oif"), "lo", negate=True), reflection,
+                    b.counter(names.MEMCACHED_REFLECTION), ir.Verdict("drop")),
                    "never answer UDP memcached off the host (reflection)")
-    return ir.Chain("output", (rule,), ir.Hook("output", 0, "accept"))
+    return ir.Chain(names.OUTPUT_CHAIN, (rule,), ir.Hook("output", 0, "accept"))
 
 
-def _port_elements(spans: ports.Spans) -> tuple[ir.Element, ...]:
-    return tuple(ir.Element(first if first == last else ir.Range(first, last)) for first, last in spans)
+def _port_elements(intervals: ports.PortIntervals) -> tuple[ir.Element, ...]:
+    return tuple(ir.Element(first if first == last else ir.Range(first, last)) for first, last in intervals)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9 ._:/@+=,()>-]")

@@ -1,9 +1,14 @@
-"""IR -> libnftables JSON: the same transaction as render_nft, as `nft -j -f` and Nftables.json_cmd take it."""
+"""IR -> libnftables JSON: the same transaction as render_nft, as `nft -j -f` and Nftables.json_cmd take it.
+
+Dispatch as in render_nft: `TRANSFORMS` for the nodes of a rule, `CONTAINERS` for the nodes their parent renders
+at their one place; a class with no function where it stands raises TypeError, never passes through as is. A
+table member renders without its owner (`family`, `table`), which the table adds.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from . import ir
 
@@ -13,37 +18,52 @@ def render_json(table: ir.Table) -> str:
 
 
 def json_commands(table: ir.Table) -> dict[str, Any]:
+    """`add table` + `delete table` + the full table: one transaction that replaces only this table."""
     ident = {"family": table.family, "name": table.name}
-    commands: list[dict[str, Any]] = [
-        {"metainfo": {"json_schema_version": 1}},
-        {"add": {"table": dict(ident)}},
-        {"delete": {"table": dict(ident)}},
-        {"add": {"table": dict(ident, **({"comment": table.comment} if table.comment else {}))}},
-    ]
+    head = [{"metainfo": {"json_schema_version": 1}}, {"add": {"table": dict(ident)}},
+            {"delete": {"table": dict(ident)}}]
+    return {"nftables": head + _table(table)}
+
+
+def render_node(node: Any) -> Any:
+    """The JSON of one node of a rule."""
+    transform = TRANSFORMS.get(type(node))
+    if transform is None:
+        raise TypeError(f"render_json: no rule for {type(node).__name__}")
+    return transform(node)
+
+
+# Containers: each has one place in its parent, which calls its function directly.
+
+
+def _table(table: ir.Table) -> list[dict[str, Any]]:
+    """The table's commands: the table, counters, limits, chains before the maps whose elements jump to them,
+    sets, then every chain's rules."""
     owner = {"family": table.family, "table": table.name}
-    for counter in table.counters:
-        commands.append({"add": {"counter": dict(owner, name=counter.name, **_comment(counter.comment))}})
-    for limit in table.limits:
-        commands.append({"add": {"limit": dict(owner, name=limit.name, **_limit(limit.limit))}})
-    for chain in table.chains:  # before the maps, whose elements jump to chains
-        commands.append({"add": {"chain": _chain(owner, chain)}})
-    for named_set in table.sets:
-        commands.append({"add": _set(owner, named_set)})
-    for chain in table.chains:
-        for rule in chain.rules:
-            body = dict(owner, chain=chain.name, expr=[_statement(s) for s in rule.statements])
-            body.update(_comment(rule.comment))
-            commands.append({"add": {"rule": body}})
-    return {"nftables": commands}
+    members = [_counter(c) for c in table.counters] + [_limit_object(lo) for lo in table.limits]
+    members += [_chain(c) for c in table.chains] + [_set(s) for s in table.sets]
+    rules = [{"rule": dict(owner, chain=chain.name, **_rule(rule))} for chain in table.chains for rule in chain.rules]
+    commands = [{"table": {"family": table.family, "name": table.name, **_comment(table.comment)}}]
+    commands += [{kind: dict(owner, **body) for kind, body in member.items()} for member in members] + rules
+    return [{"add": command} for command in commands]
 
 
 def _comment(text: str) -> dict[str, str]:
     return {"comment": text} if text else {}
 
 
-def _set(owner: dict, s: ir.Set) -> dict[str, Any]:
+def _counter(counter: ir.Counter) -> dict[str, Any]:
+    return {"counter": {"name": counter.name, **_comment(counter.comment)}}
+
+
+def _limit_object(limit: ir.LimitObject) -> dict[str, Any]:
+    """A named limit; its comment is not rendered (the output has never carried it)."""
+    return {"limit": {"name": limit.name, **_rate(limit.limit)}}
+
+
+def _set(s: ir.Set) -> dict[str, Any]:
     key_type = [part.strip() for part in s.key_type.split(".")] if "." in s.key_type else s.key_type
-    body: dict[str, Any] = dict(owner, name=s.name, type=key_type)
+    body: dict[str, Any] = {"name": s.name, "type": key_type}
     if s.is_map:
         body["map"] = "verdict"
     # No "dynamic" flag: libnftables 1.0.6 JSON rejects it, and nft marks a set that rules update by itself.
@@ -66,78 +86,96 @@ def _seconds(timeout: str) -> int:
 
 
 def _element(element: ir.Element) -> Any:
-    key = _value(element.key)
-    return [key, _verdict(element.verdict)] if element.verdict else key
+    key = render_node(element.key)
+    return [key, render_node(element.verdict)] if element.verdict else key
 
 
-def _chain(owner: dict, chain: ir.Chain) -> dict[str, Any]:
-    body: dict[str, Any] = dict(owner, name=chain.name)
+def _chain(chain: ir.Chain) -> dict[str, Any]:
+    """The chain itself; its rules are commands of their own, after every set (rendered by the table)."""
+    body: dict[str, Any] = {"name": chain.name}
     if chain.hook:
-        body.update(type="filter", hook=chain.hook.hook, prio=chain.hook.priority, policy=chain.hook.policy)
+        body.update(_hook(chain.hook))
     body.update(_comment(chain.comment))
-    return body
+    return {"chain": body}
 
 
-def _statement(s: ir.Statement) -> dict[str, Any]:
-    if isinstance(s, ir.Match):
-        op = "in" if isinstance(s.right, ir.Flags) else ("!=" if s.negate else "==")
-        return {"match": {"op": op, "left": _field(s.left), "right": _value(s.right)}}
-    if isinstance(s, ir.CounterRef):
-        return {"counter": s.name}
-    if isinstance(s, ir.Limit):
-        return {"limit": _limit(s)}
-    if isinstance(s, ir.LimitRef):
-        return {"limit": s.name}
-    if isinstance(s, ir.Log):
-        return {"log": {"prefix": s.prefix}}
-    if isinstance(s, ir.SetUpdate):
-        return {"set": {"op": "update", "elem": _field(s.key), "set": f"@{s.set_name}",
-                        "stmt": [{"limit": _limit(s.limit)}]}}
-    if isinstance(s, ir.VerdictMap):
-        return {"vmap": {"key": _field(s.key), "data": f"@{s.map_name}"}}
-    return _verdict(s)
+def _hook(hook: ir.Hook) -> dict[str, Any]:
+    return {"type": "filter", "hook": hook.hook, "prio": hook.priority, "policy": hook.policy}
 
 
-def _field(f: ir.Field) -> dict[str, Any]:
-    if isinstance(f, ir.Concat):
-        return {"concat": [_field(part) for part in f.parts]}
-    if isinstance(f, ir.Meta):
-        return {"meta": {"key": f.key}}
-    if isinstance(f, ir.Ct):
-        return {"ct": {"key": f.key}}
-    if isinstance(f, ir.Fib):
-        return {"fib": {"result": f.result, "flags": list(f.flags)}}
-    return {"payload": {"protocol": f.protocol, "field": f.field}}
+def _rule(rule: ir.Rule) -> dict[str, Any]:
+    return {"expr": [render_node(s) for s in rule.statements], **_comment(rule.comment)}
 
 
-def _value(v: ir.Value) -> Any:
-    if isinstance(v, ir.SetRef):
-        return f"@{v.name}"
-    if isinstance(v, ir.AnonSet):
-        return {"set": [_value(x) for x in v.values]}
-    if isinstance(v, ir.Prefix):
-        return {"prefix": {"addr": v.address, "len": v.length}}
-    if isinstance(v, ir.Range):
-        return {"range": [v.first, v.last]}
-    if isinstance(v, ir.Flags):
-        return list(v.values) if len(v.values) > 1 else v.values[0]
-    if isinstance(v, ir.Concat):
-        return {"concat": [_value(part) for part in v.parts]}
-    if isinstance(v, ir.Presence):
-        return v.exists  # libnftables-json(5): `fib ... oif missing` is the boolean false
-    return v
+# The nodes of a rule: statements, and the fields and values they match.
 
 
-def _limit(limit: ir.Limit) -> dict[str, Any]:
+def _match(match: ir.Match) -> dict[str, Any]:
+    if match.negate and isinstance(match.right, ir.Flags):
+        raise ValueError("render_json: no rule for a negated Flags match (nft compares the whole bitmask)")
+    op = "in" if isinstance(match.right, ir.Flags) else ("!=" if match.negate else "==")
+    return {"match": {"op": op, "left": render_node(match.left), "right": render_node(match.right)}}
+
+
+def _rate(limit: ir.Limit) -> dict[str, Any]:
+    """`rate`, `per`, `burst` (and `inv` for over): the body of a named limit, and of a limit statement."""
     body: dict[str, Any] = {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
     if limit.over:
         body["inv"] = True
     return body
 
 
-def _verdict(v: ir.Verdict) -> dict[str, Any]:
-    if v.kind in ("jump", "goto"):
-        return {v.kind: {"target": v.target}}
-    if v.kind == "reject":
-        return {"reject": {"type": "tcp reset"} if v.reject_with else None}
-    return {v.kind: None}
+def _set_update(update: ir.SetUpdate) -> dict[str, Any]:
+    return {"set": {"op": "update", "elem": render_node(update.key), "set": f"@{update.set_name}",
+                    "stmt": [render_node(update.limit)]}}
+
+
+def _verdict(verdict: ir.Verdict) -> dict[str, Any]:
+    if verdict.kind in ("jump", "goto"):
+        return {verdict.kind: {"target": verdict.target}}
+    if verdict.kind == "reject":
+        return {"reject": {"type": "tcp reset"} if verdict.reject_with else None}
+    return {verdict.kind: None}
+
+
+def _flags(flags: ir.Flags) -> Any:
+    return list(flags.values) if len(flags.values) > 1 else flags.values[0]
+
+
+TRANSFORMS: dict[type, Callable[[Any], Any]] = {
+    # statements
+    ir.Match: _match,
+    ir.CounterRef: lambda ref: {"counter": ref.name},
+    ir.Limit: lambda limit: {"limit": _rate(limit)},
+    ir.LimitRef: lambda ref: {"limit": ref.name},
+    ir.Log: lambda log: {"log": {"prefix": log.prefix}},
+    ir.SetUpdate: _set_update,
+    ir.Verdict: _verdict,
+    ir.VerdictMap: lambda vmap: {"vmap": {"key": render_node(vmap.key), "data": f"@{vmap.map_name}"}},
+    # fields
+    ir.Meta: lambda meta: {"meta": {"key": meta.key}},
+    ir.Payload: lambda payload: {"payload": {"protocol": payload.protocol, "field": payload.field}},
+    ir.Ct: lambda ct: {"ct": {"key": ct.key}},
+    ir.Fib: lambda fib: {"fib": {"result": fib.result, "flags": list(fib.flags)}},
+    ir.Concat: lambda concat: {"concat": [render_node(part) for part in concat.parts]},
+    # values
+    ir.SetRef: lambda ref: f"@{ref.name}",
+    ir.AnonSet: lambda anon: {"set": [render_node(x) for x in anon.values]},
+    ir.Prefix: lambda prefix: {"prefix": {"addr": prefix.address, "len": prefix.length}},
+    ir.Range: lambda r: {"range": [render_node(r.first), render_node(r.last)]},
+    ir.Flags: _flags,
+    ir.Presence: lambda presence: presence.exists,  # libnftables-json(5): `fib ... oif missing` is false
+    str: lambda text: text,
+    int: lambda number: number,
+}
+
+CONTAINERS: dict[type, Callable[[Any], Any]] = {
+    ir.Table: _table,
+    ir.Counter: _counter,
+    ir.LimitObject: _limit_object,
+    ir.Set: _set,
+    ir.Element: _element,
+    ir.Chain: _chain,
+    ir.Hook: _hook,
+    ir.Rule: _rule,
+}

@@ -1,6 +1,16 @@
-"""IR -> nft script text: the replace-my-table-atomically script that `nft -f` and libnftables load."""
+"""IR -> nft script text: the replace-my-table-atomically script that `nft -f` and libnftables load.
+
+One small function per IR class, looked up by the node's exact class (sqlglot's generator): `TRANSFORMS` holds
+the nodes a rule is made of (the IR's Field, Value and Statement unions), `CONTAINERS` the nodes that have one
+fixed place in their parent (a table's chains, a chain's hook...), which the parent renders directly. A class
+with no function where it stands raises TypeError: a node the IR gains, or one put where it does not belong, is
+a loud bug here and never `str(node)` in a ruleset. Each function renders its node as written on its own (a set
+block starts at column 0); the parent indents it.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from . import ir
 
@@ -9,62 +19,94 @@ _QUOTED_META = {"iif", "iifname", "oif", "oifname"}
 
 def render_nft(table: ir.Table) -> str:
     """`table {}` + `delete table` + the full table: one transaction that replaces only this table."""
-    head = f"{table.family} {table.name}"
-    lines = [f"table {head} {{}}", f"delete table {head}", f"table {head} {{"]
+    return replace_header(table.family, table.name) + _table(table) + "\n"
+
+
+def replace_header(family: str, name: str) -> str:
+    """`table F N {}` then `delete table F N`: create the table if it is missing, then delete it, so what follows
+    in the same transaction builds it anew (nothing follows: it is removed), and no other table is touched. The
+    one home of these lines: a compiled ruleset, a rollback and an apply that removes nftc's earlier table."""
+    return f"table {family} {name} {{}}\ndelete table {family} {name}\n"
+
+
+def render_node(node: Any, quote: bool = False) -> str:
+    """The text of one node of a rule; `quote`: strings are names nft must read as strings (interfaces)."""
+    transform = TRANSFORMS.get(type(node))
+    if transform is None:
+        raise TypeError(f"render_nft: no rule for {type(node).__name__}")
+    return transform(node, quote)
+
+
+# Containers: each has one place in its parent, which calls its function directly.
+
+
+def _table(table: ir.Table) -> str:
+    """`table FAMILY NAME { ... }`: its comment, then counters, limits, sets and chains, a blank line apart."""
+    members = [_counter(c) for c in table.counters] + [_limit_object(lo) for lo in table.limits]
+    members += [_set(s) for s in table.sets] + [_chain(c) for c in table.chains]
+    lines = [f"table {table.family} {table.name} {{"]
     if table.comment:
         lines.append(f"\tcomment {_quote(table.comment)}")
-    for counter in table.counters:
-        lines += [f"\tcounter {counter.name} {{"]
-        lines += [f"\t\tcomment {_quote(counter.comment)}"] if counter.comment else []
-        lines += ["\t}", ""]
-    for limit in table.limits:
-        lines += [f"\tlimit {limit.name} {{", f"\t\t{_rate(limit.limit)}", "\t}", ""]
-    for named_set in table.sets:
-        lines += _set_lines(named_set) + [""]
-    for chain in table.chains:
-        lines += _chain_lines(chain) + [""]
-    if lines[-1] == "":
-        lines.pop()
+    if members:
+        lines.append("\n\n".join(_indent(member) for member in members))
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
-def _set_lines(s: ir.Set) -> list[str]:
+def _indent(block: str) -> str:
+    """One tab more before every line of a block (blocks have no empty lines)."""
+    return "\t" + block.replace("\n", "\n\t")
+
+
+def _counter(counter: ir.Counter) -> str:
+    comment = [f"\tcomment {_quote(counter.comment)}"] if counter.comment else []
+    return "\n".join([f"counter {counter.name} {{", *comment, "}"])
+
+
+def _limit_object(limit: ir.LimitObject) -> str:
+    """A named limit; its comment is not rendered (the output has never carried it)."""
+    return f"limit {limit.name} {{\n\t{_rate(limit.limit)}\n}}"
+
+
+def _set(s: ir.Set) -> str:
     kind = "map" if s.is_map else "set"
     key_type = f"{s.key_type} : verdict" if s.is_map else s.key_type
-    lines = [f"\t{kind} {s.name} {{", f"\t\ttype {key_type}"]
+    lines = [f"{kind} {s.name} {{", f"\ttype {key_type}"]
     if s.size:
-        lines.append(f"\t\tsize {s.size}")
+        lines.append(f"\tsize {s.size}")
     flags = [f for f, on in (("dynamic", s.dynamic), ("interval", s.interval), ("timeout", bool(s.timeout))) if on]
     if flags:
-        lines.append(f"\t\tflags {','.join(flags)}")
+        lines.append(f"\tflags {','.join(flags)}")
     if s.timeout:
-        lines.append(f"\t\ttimeout {s.timeout}")
+        lines.append(f"\ttimeout {s.timeout}")
     if s.comment:
-        lines.append(f"\t\tcomment {_quote(s.comment)}")
+        lines.append(f"\tcomment {_quote(s.comment)}")
     if s.elements:
         quote = s.key_type == "ifname"
         items = [_element(e, quote) for e in s.elements]
-        lines.append("\t\telements = { " + ",\n\t\t\t     ".join(items) + " }")
-    lines.append("\t}")
-    return lines
+        lines.append("\telements = { " + ",\n\t\t     ".join(items) + " }")
+    lines.append("}")
+    return "\n".join(lines)
 
 
-def _element(element: ir.Element, quote: bool) -> str:
-    key = _value(element.key, quote)
-    return f"{key} : {_verdict(element.verdict)}" if element.verdict else key
+def _element(element: ir.Element, quote: bool = False) -> str:
+    key = render_node(element.key, quote)
+    return f"{key} : {render_node(element.verdict)}" if element.verdict else key
 
 
-def _chain_lines(chain: ir.Chain) -> list[str]:
-    lines = [f"\tchain {chain.name} {{"]
+def _chain(chain: ir.Chain) -> str:
+    lines = [f"chain {chain.name} {{"]
     if chain.comment:
-        lines.append(f"\t\tcomment {_quote(chain.comment)}")
+        lines.append(f"\tcomment {_quote(chain.comment)}")
     if chain.hook:
-        hook = chain.hook
-        lines.append(f"\t\ttype filter hook {hook.hook} priority {_priority(hook.priority)}; policy {hook.policy};")
-    lines += [f"\t\t{render_rule(rule)}" for rule in chain.rules]
-    lines.append("\t}")
-    return lines
+        lines.append(f"\t{_hook(chain.hook)}")
+    lines += [f"\t{render_rule(rule)}" for rule in chain.rules]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _hook(hook: ir.Hook) -> str:
+    return f"type filter hook {hook.hook} priority {_priority(hook.priority)}; policy {hook.policy};"
 
 
 def _priority(priority: int) -> str:
@@ -74,64 +116,24 @@ def _priority(priority: int) -> str:
 
 
 def render_rule(rule: ir.Rule) -> str:
-    parts = [_statement(s) for s in rule.statements]
+    """One rule on one line, as in a chain (and as tests read the rules of a chain)."""
+    parts = [render_node(s) for s in rule.statements]
     if rule.comment:
         parts.append(f"comment {_quote(rule.comment)}")
     return " ".join(parts)
 
 
-def _statement(s: ir.Statement) -> str:
-    if isinstance(s, ir.Match):
-        quote = isinstance(s.left, ir.Meta) and s.left.key in _QUOTED_META
-        return f"{_field(s.left)} {'!= ' if s.negate else ''}{_value(s.right, quote)}"
-    if isinstance(s, ir.CounterRef):
-        return f'counter name "{s.name}"'
-    if isinstance(s, ir.Limit):
-        return _limit(s)
-    if isinstance(s, ir.LimitRef):
-        return f'limit name "{s.name}"'
-    if isinstance(s, ir.Log):
-        return f"log prefix {_quote(s.prefix)}"
-    if isinstance(s, ir.SetUpdate):
-        return f"update @{s.set_name} {{ {_field(s.key)} {_limit(s.limit)} }}"
-    if isinstance(s, ir.VerdictMap):
-        return f"{_field(s.key)} vmap @{s.map_name}"
-    return _verdict(s)
+# The nodes of a rule: statements, and the fields and values they match.
 
 
-def _field(f: ir.Field) -> str:
-    if isinstance(f, ir.Concat):
-        return " . ".join(_field(part) for part in f.parts)
-    if isinstance(f, ir.Meta):
-        return f"meta {f.key}" if f.key in ("l4proto", "nfproto") else f.key
-    if isinstance(f, ir.Ct):
-        return f"ct {f.key}"
-    if isinstance(f, ir.Fib):
-        return f"fib {' . '.join(f.flags)} {f.result}"
-    return f"{f.protocol} {f.field}"
+def _match(match: ir.Match, quote: bool) -> str:
+    if match.negate and isinstance(match.right, ir.Flags):
+        raise ValueError("render_nft: no rule for a negated Flags match (nft compares the whole bitmask)")
+    quoted = isinstance(match.left, ir.Meta) and match.left.key in _QUOTED_META
+    return f"{render_node(match.left)} {'!= ' if match.negate else ''}{render_node(match.right, quoted)}"
 
 
-def _value(v: ir.Value, quote: bool = False) -> str:
-    if isinstance(v, ir.SetRef):
-        return f"@{v.name}"
-    if isinstance(v, ir.AnonSet):
-        return "{ " + ", ".join(_value(x, quote) for x in v.values) + " }"
-    if isinstance(v, ir.Prefix):
-        return f"{v.address}/{v.length}"
-    if isinstance(v, ir.Range):
-        return f"{v.first}-{v.last}"
-    if isinstance(v, ir.Flags):
-        return ",".join(v.values)
-    if isinstance(v, ir.Concat):
-        return " . ".join(_value(part, quote) for part in v.parts)
-    if isinstance(v, ir.Presence):
-        return "exists" if v.exists else "missing"
-    if isinstance(v, str) and quote:
-        return _quote(v)
-    return str(v)
-
-
-def _limit(limit: ir.Limit) -> str:
+def _limit(limit: ir.Limit, quote: bool) -> str:
     return f"limit {_rate(limit)}"
 
 
@@ -141,15 +143,74 @@ def _rate(limit: ir.Limit) -> str:
     return f"rate {over}{limit.rate}/{limit.per} burst {limit.burst} packets"
 
 
-def _verdict(v: ir.Verdict) -> str:
-    if v.kind in ("jump", "goto"):
-        return f"{v.kind} {v.target}"
-    if v.kind == "reject" and v.reject_with:
-        return f"reject with {v.reject_with}"
-    return v.kind
+def _set_update(update: ir.SetUpdate, quote: bool) -> str:
+    return f"update @{update.set_name} {{ {render_node(update.key)} {render_node(update.limit)} }}"
+
+
+def _verdict(verdict: ir.Verdict, quote: bool) -> str:
+    if verdict.kind in ("jump", "goto"):
+        return f"{verdict.kind} {verdict.target}"
+    if verdict.kind == "reject" and verdict.reject_with:
+        return f"reject with {verdict.reject_with}"
+    return verdict.kind
+
+
+def _meta(meta: ir.Meta, quote: bool) -> str:
+    return f"meta {meta.key}" if meta.key in ("l4proto", "nfproto") else meta.key
+
+
+def _anon_set(anon: ir.AnonSet, quote: bool) -> str:
+    return "{ " + ", ".join(render_node(x, quote) for x in anon.values) + " }"
+
+
+def _concat(concat: ir.Concat, quote: bool) -> str:
+    return " . ".join(render_node(part, quote) for part in concat.parts)
+
+
+def _str(text: str, quote: bool) -> str:
+    return _quote(text) if quote else text
 
 
 def _quote(text: str) -> str:
     if any(c in text for c in '"\\\n$'):  # no escapes in nft strings, and "$x" expands a variable
         raise ValueError(f"unsafe text for an nft string: {text!r}")
     return f'"{text}"'
+
+
+TRANSFORMS: dict[type, Callable[[Any, bool], str]] = {
+    # statements
+    ir.Match: _match,
+    ir.CounterRef: lambda ref, quote: f'counter name "{ref.name}"',
+    ir.Limit: _limit,
+    ir.LimitRef: lambda ref, quote: f'limit name "{ref.name}"',
+    ir.Log: lambda log, quote: f"log prefix {_quote(log.prefix)}",
+    ir.SetUpdate: _set_update,
+    ir.Verdict: _verdict,
+    ir.VerdictMap: lambda vmap, quote: f"{render_node(vmap.key)} vmap @{vmap.map_name}",
+    # fields
+    ir.Meta: _meta,
+    ir.Payload: lambda payload, quote: f"{payload.protocol} {payload.field}",
+    ir.Ct: lambda ct, quote: f"ct {ct.key}",
+    ir.Fib: lambda fib, quote: f"fib {' . '.join(fib.flags)} {fib.result}",
+    ir.Concat: _concat,
+    # values
+    ir.SetRef: lambda ref, quote: f"@{ref.name}",
+    ir.AnonSet: _anon_set,
+    ir.Prefix: lambda prefix, quote: f"{prefix.address}/{prefix.length}",
+    ir.Range: lambda r, quote: f"{render_node(r.first)}-{render_node(r.last)}",
+    ir.Flags: lambda flags, quote: ",".join(flags.values),
+    ir.Presence: lambda presence, quote: "exists" if presence.exists else "missing",
+    str: _str,
+    int: lambda number, quote: str(number),
+}
+
+CONTAINERS: dict[type, Callable[[Any], str]] = {
+    ir.Table: _table,
+    ir.Counter: _counter,
+    ir.LimitObject: _limit_object,
+    ir.Set: _set,
+    ir.Element: _element,
+    ir.Chain: _chain,
+    ir.Hook: _hook,
+    ir.Rule: render_rule,
+}

@@ -1,4 +1,5 @@
-"""Command line of the apply side: apply, confirm, rollback, diff, status. Prints and chooses exit codes."""
+"""Command line of the apply side: apply, confirm, rollback, diff, status. Prints and chooses exit codes; what
+decides (what to load, what to roll back, drift) is nftc.system.apply's."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import shlex
 import sys
 import time
 
-from .main import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, add_strict_option
-from ..system.kernel import KernelError
-from ..system.state import StateDir, StateError, state_dir_path
+from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
+from ..language.text import MAX_SHOWN, columns
+from .common import add_strict_option, compiled
 
 DEFAULT_WAIT_SECONDS = 10.0
 CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must have time to arm), at most a day
@@ -38,8 +39,10 @@ def add_commands(commands) -> None:
         add_strict_option(command)
     status_cmd = commands.add_parser("status", help="the live table: policy, digest, drift, counters")
     status_cmd.add_argument("--table", default=None, help="table name when the state dir has no record (zfw)")
-    for name in ("apply", "confirm", "rollback", "diff", "status"):
+    handlers = {"apply": _apply, "confirm": _confirm, "rollback": _rollback, "diff": _diff, "status": _status}
+    for name, handler in handlers.items():
         sub = commands.choices[name]
+        sub.set_defaults(run=handler)
         sub.add_argument("--state-dir", metavar="DIR", help="default $NFTC_STATE_DIR or /var/lib/nftc")
         if name in ("apply", "confirm", "rollback"):
             sub.add_argument("--wait", type=_seconds(0.0, 86400.0), default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
@@ -59,72 +62,48 @@ def _seconds(low: float, high: float):
     return parse
 
 
-def handlers() -> dict:
-    return {"apply": _guarded(_apply), "confirm": _guarded(_confirm), "rollback": _guarded(_rollback),
-            "diff": _guarded(_diff), "status": _guarded(_status)}
+# The handlers import the system modules inside: start-up imports only argparse and the command modules.
+# Errors a user can cause (StateError, KernelError, ApplyError, EndpointError) go to `main`, which says them.
 
 
-def _guarded(handler):
-    """Errors a user can cause are one line and exit 1; the kernel was left as it was."""
-    from ..system.apply import ApplyError
-
-    def run(args) -> int:
-        try:
-            return handler(args, StateDir(state_dir_path(args.state_dir)))
-        except (KernelError, StateError, ApplyError) as exc:
-            print(f"nftc: {args.command}: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-    return run
+def _state(args):
+    from ..system.state import StateDir, state_dir_path
+    return StateDir(state_dir_path(args.state_dir))
 
 
-def _apply(args, state: StateDir) -> int:
-    from .main import _compiled
+def _apply(args) -> int:
+    from ..system.apply import compiled_from
 
-    if args.boot and _unconfirmed_before_boot(args, state):
+    state = _state(args)
+    if args.boot and _rolled_back_at_boot(args, state):
         return EXIT_FAILURE
-    compilation = _compiled(args.policy, args.strict)
+    compilation = compiled(args.policy, args.strict)
     if compilation is None:
         return _apply_last(args, state) if args.boot else EXIT_POLICY
-    from ..system.lockout import EndpointError
-    try:
-        refusal = _lockout(args, compilation.checked)
-    except EndpointError as exc:
-        print(f"nftc: apply: {exc}", file=sys.stderr)
-        return EXIT_POLICY
+    refusal = _lockout(args, compilation.checked)
     if refusal:
         print(f"nftc: apply: refusing: {refusal} (or use --force)", file=sys.stderr)
         return EXIT_POLICY
-    return _report(args, state, _load(state, _as_compiled(compilation, os.path.abspath(args.policy)), args),
+    return _report(args, state, _load(state, compiled_from(compilation, os.path.abspath(args.policy)), args),
                    args.policy)
 
 
-def _as_compiled(compilation, policy: str):
-    from ..system.apply import Compiled, dynamic_sets
-    from ..system.records import Target
-    from ..backend.render_nft import render_nft
-
-    table = compilation.table
-    return Compiled(Target(table.family, table.name), render_nft(table), compilation.digest,
-                    dynamic_sets(s.name for s in table.sets), policy)
-
-
-def _load(state: StateDir, compiled, args):
+def _load(state, compiled, args):
     from ..system.apply import apply_table
     return apply_table(state, compiled, args.confirm, args.wait)
 
 
-def _unconfirmed_before_boot(args, state: StateDir) -> bool:
-    """An apply that was never confirmed before the machine went down is rolled back now, as its guard would have."""
-    from ..system.apply import rollback, unconfirmed_before_boot
+def _rolled_back_at_boot(args, state) -> bool:
+    """Says what `roll_back_unconfirmed` restored at boot, if it did."""
+    from ..system.apply import roll_back_unconfirmed
 
-    reason = unconfirmed_before_boot(state)
-    if reason is None:
+    done = roll_back_unconfirmed(state, args.wait)
+    if done is None:
         return False
-    saved, notes = rollback(state, args.wait)
-    for note in notes:
+    for note in done.notes:
         print(f"nftc: apply: warning: {note}", file=sys.stderr)
-    print(f"nftc: apply: {reason}: restored the last confirmed state ({_tables(saved)}) instead of loading "
-          f"{args.policy}; apply it again with --confirm when ready", file=sys.stderr)
+    print(f"nftc: apply: {done.reason}: restored the last confirmed state ({_tables(done.saved)}) instead of "
+          f"loading {args.policy}; apply it again with --confirm when ready", file=sys.stderr)
     return True
 
 
@@ -132,32 +111,28 @@ def _tables(saved) -> str:
     return ", ".join(f"table {t.target}" + ("" if t.existed else " removed") for t in saved.record.tables)
 
 
-def _apply_last(args, state: StateDir) -> int:
+def _apply_last(args, state) -> int:
     """Boot with a policy that no longer compiles: load the last applied ruleset, and fail loudly all the same."""
-    from ..system import live
-    from ..system.apply import SCRIPT, Compiled, dynamic_sets, read_applied
+    from ..system.apply import last_applied
 
-    applied = read_applied(state) if state.exists() else None
-    script = state.read_text(SCRIPT) if applied else None
-    if script is None or live.script_digest(script) != applied.digest:
+    last = last_applied(state)
+    if last is None:
         print(f"nftc: apply: {args.policy} does not compile, and {state.path} holds no applied ruleset to load "
               "instead: nothing was loaded", file=sys.stderr)
         return EXIT_POLICY
-    dynamic = dynamic_sets(b.name for b in live.blocks(script) if b.kind == "set")
-    _report(args, state, _load(state, Compiled(applied.target, script, applied.digest, dynamic, applied.policy), args),
-            applied.policy)
+    _report(args, state, _load(state, last, args), last.policy)
     print(f"nftc: apply: {args.policy} does not compile: loaded the last applied ruleset instead (policy "
-          f"{applied.policy}, sha256:{applied.digest[:16]}); fix the policy", file=sys.stderr)
+          f"{last.policy}, sha256:{last.digest[:16]}); fix the policy", file=sys.stderr)
     return EXIT_POLICY
 
 
-def _report(args, state: StateDir, outcome, policy: str) -> int:
+def _report(args, state, outcome, policy: str) -> int:
     for target in outcome.removed:
         print(f"removed nftc's earlier table {target} (the policy now names table {outcome.target})")
     if outcome.discarded:
         print(f"nftc: apply: warning: discarded {len(outcome.discarded)} hand-edited lines of table "
               f"{outcome.target} (drift):", file=sys.stderr)
-        for line in outcome.discarded[:MAX_SHOWN_LINES]:
+        for line in outcome.discarded[:MAX_SHOWN]:
             print(f"  {line}", file=sys.stderr)
     if outcome.left_behind:
         print(f"nftc: apply: warning: {outcome.left_behind} dynamic elements were not addresses nftc can read "
@@ -171,10 +146,7 @@ def _report(args, state: StateDir, outcome, policy: str) -> int:
     return EXIT_OK
 
 
-MAX_SHOWN_LINES = 20
-
-
-def _state_option(args, state: StateDir) -> str:
+def _state_option(args, state) -> str:
     """The state directory as the guard sees it (absolute): a confirm from another directory must find it."""
     return f" --state-dir {shlex.quote(state.path)}" if args.state_dir else ""
 
@@ -190,7 +162,7 @@ def _lockout(args, checked) -> str | None:
                   "a parent's such as sudo's or su's); give --admin-from ADDR[:PORT] to check the address you "
                   "connect from", file=sys.stderr)
         return None
-    uses_interfaces = any(interfaces(zone) for zone in checked.zones)
+    uses_interfaces = any(interfaces(zone) for zone in checked.policy.zones)
     problem = lockout_problem(checked, endpoint, ingress_interface(endpoint.address) if uses_interfaces else None)
     if problem and args.force:
         print(f"nftc: apply: warning: --force: {problem}", file=sys.stderr)
@@ -198,19 +170,19 @@ def _lockout(args, checked) -> str | None:
     return problem
 
 
-def _confirm(args, state: StateDir) -> int:
+def _confirm(args) -> int:
     from ..system.apply import confirm
 
-    applied = confirm(state, args.wait)
+    applied = confirm(_state(args), args.wait)
     print(f"confirmed: table {applied.target if applied else '?'} from {applied.policy if applied else '?'} "
           "stays loaded")
     return EXIT_OK
 
 
-def _rollback(args, state: StateDir) -> int:
+def _rollback(args) -> int:
     from ..system.apply import rollback
 
-    saved, notes = rollback(state, args.wait)
+    saved, notes = rollback(_state(args), args.wait)
     for table in saved.record.tables:
         print(f"rolled back: table {table.target} as it was at {saved.record.time}"
               + (f" ({saved.record.applied.policy})" if saved.record.applied else "") if table.existed else
@@ -220,13 +192,13 @@ def _rollback(args, state: StateDir) -> int:
     return EXIT_OK
 
 
-def _diff(args, state: StateDir) -> int:
+def _diff(args) -> int:
     from ..system import kernel, live
-    from ..system.apply import drift
-    from .main import _compiled
+    from ..system.drift import drift
     from ..backend.render_nft import render_nft
 
-    compilation = _compiled(args.policy, args.strict)
+    state = _state(args)
+    compilation = compiled(args.policy, args.strict)
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table
@@ -252,10 +224,12 @@ def _section(title: str, lines: list[str]) -> None:
         print(f"  {line}")
 
 
-def _status(args, state: StateDir) -> int:
+def _status(args) -> int:
     from ..system import kernel, live
-    from ..system.apply import drift, read_applied
+    from ..system.drift import drift
+    from ..system.records import read_applied
 
+    state = _state(args)
     applied = read_applied(state) if state.exists() else None
     family, name = "inet", args.table or (applied.target.name if applied else "zfw")
     current = kernel.list_table(family, name)
@@ -274,14 +248,14 @@ def _status(args, state: StateDir) -> int:
         _pending_line(state)
     opened, dropped = live.counter_rows(kernel.list_counters(family, name))
     print()
-    print(live.format_rows(("ZONE", "SERVICE", "RULE", "PACKETS", "BYTES"), opened))
+    print(columns([("ZONE", "SERVICE", "RULE", "PACKETS", "BYTES"), *opened]))
     print()
-    print(live.format_rows(("DROP REASON", "PACKETS", "BYTES"), dropped))
+    print(columns([("DROP REASON", "PACKETS", "BYTES"), *dropped]))
     return EXIT_OK
 
 
-def _pending_line(state: StateDir) -> None:
-    from ..system.apply import PENDING, read_pending_or_none
+def _pending_line(state) -> None:
+    from ..system.records import PENDING, read_pending_or_none
     from ..system.records import boot_id, boottime
 
     if state.read_text(PENDING) is None:

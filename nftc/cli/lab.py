@@ -6,12 +6,13 @@ import os
 import signal
 import sys
 
-from .main import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, interrupted_exit_code
+from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
+from .common import compiled, interrupted_exit_code
 
 NEEDS_ROOT = "needs root (it creates network namespaces); run it with sudo"
 
 
-def add_command(commands) -> None:
+def add_commands(commands) -> None:
     lab_cmd = commands.add_parser(
         "lab", help="prove a policy on the kernel: namespaces, real listeners, real connections (needs root)")
     lab_cmd.add_argument("policy", metavar="FILE", nargs="?")
@@ -19,7 +20,10 @@ def add_command(commands) -> None:
                          help="probe with the built-in prober (default) or with nmap")
     lab_cmd.add_argument("--keep", action="store_true", help="leave the lab up and print how to enter it")
     lab_cmd.add_argument("--json", action="store_true", help="print the matrix as JSON")
-    lab_cmd.add_argument("--down", metavar="PREFIX", help="tear down a lab kept with --keep")
+    lab_cmd.add_argument("--down", metavar="PREFIX",
+                         help="tear down a lab kept with --keep (or what a killed test or benchmark run left: "
+                              "nftct<pid>x<n>, nftcbench<pid>x<n>)")
+    lab_cmd.set_defaults(run=lab)
 
 
 class Stopped(KeyboardInterrupt):
@@ -35,24 +39,22 @@ def _terminate(signum, frame):
 
 
 def lab(args) -> int:
+    """A LabError goes to `main` (exit 1; 2 for a --down PREFIX that is not a lab's); Ctrl-C and SIGTERM are
+    said here, after the lab's finally blocks have torn it down."""
+    # imported here, not at the top: the lab's modules are only needed by this command (start-up time)
     from ..lab import session as lab_module
-    from .main import _compiled
 
     if args.down:
         if os.geteuid() != 0:
             print(f"nftc: lab: {NEEDS_ROOT}", file=sys.stderr)
             return EXIT_FAILURE
-        try:
-            names = lab_module.tear_down(args.down)
-        except lab_module.LabError as exc:
-            print(f"nftc: lab: {exc}", file=sys.stderr)
-            return EXIT_POLICY
+        names = lab_module.tear_down(args.down)
         print(f"deleted {len(names)} namespaces: {' '.join(names)}" if names else "no such lab")
         return EXIT_OK
     if args.policy is None:
         print("nftc: lab: a policy FILE is needed (or --down PREFIX)", file=sys.stderr)
         return EXIT_POLICY
-    compilation = _compiled(args.policy)
+    compilation = compiled(args.policy)
     if compilation is None:
         return EXIT_POLICY
     if os.geteuid() != 0:  # checked after compiling: policy errors need no root, and are worth seeing first
@@ -61,9 +63,6 @@ def lab(args) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(lab_module, compilation.checked, args)
-    except lab_module.LabError as exc:
-        print(f"nftc: lab: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the lab's finally blocks have torn it down
         print(f"nftc: lab: {'terminated' if isinstance(exc, Stopped) else 'interrupted'}; the lab was torn down",
               file=sys.stderr)

@@ -7,14 +7,33 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 
 _counter = itertools.count()
 
+# Every namespace nftc's lab, benchmarks and tests make is named STEM<pid>x<n><role>, <pid> the process that made
+# it; no role starts with a digit, so the prefix STEM<pid>x<n> reads back exactly (nftct12x1 is not nftct12x10).
+LAB_STEM = "nftclab"  # `nftc lab`: nftclab<pid>x<n>-server, -c0...
+BENCH_STEM = "nftcbench"  # bench/run.py
+TEST_STEM = "nftct"  # a Lab made without a prefix: the kernel tests
+_PREFIX = re.compile(rf"(?:{LAB_STEM}|{BENCH_STEM}|{TEST_STEM})(?P<pid>\d+)x\d+")
+
 
 def run(*args: str, check: bool = True, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=check, capture_output=True, text=True, input=input, timeout=timeout)
+
+
+def host_prefix(address: str) -> str:
+    """The address as a one-host prefix: /32 or /128."""
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def without_admin_session() -> dict[str, str]:
+    """This environment without $SSH_CONNECTION and $SSH_CLIENT, for an `nftc apply` inside a namespace: its lockout
+    guard must not judge the session of whoever runs the lab or the benchmark."""
+    return {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
 
 
 def unique_prefix(stem: str) -> str:
@@ -22,11 +41,44 @@ def unique_prefix(stem: str) -> str:
     return f"{stem}{os.getpid()}x{next(_counter)}"
 
 
+def prefix_of(name: str) -> str | None:
+    """The STEM<pid>x<n> a namespace of nftc's lab, benchmarks or tests starts with; None for any other name."""
+    found = _PREFIX.match(name)
+    return found.group(0) if found else None
+
+
+def listed() -> list[str]:
+    """Every network namespace `ip netns` knows, by name."""
+    return [line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines() if line.strip()]
+
+
+def namespaces(prefix: str) -> list[str]:
+    """The namespaces made under exactly this prefix."""
+    return [name for name in listed() if prefix_of(name) == prefix]
+
+
+def orphaned_prefixes() -> list[str]:
+    """Prefixes whose maker is no longer running: what a run killed half way (SIGKILL, a crash) left behind. A
+    prefix whose process is alive belongs to a run in progress, maybe another user's, and is never listed."""
+    prefixes = {prefix_of(name) for name in listed()} - {None}
+    return sorted(p for p in prefixes if not _running(int(_PREFIX.fullmatch(p)["pid"])))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @dataclass
 class Lab:
     """A set of namespaces; use as a context manager so they are deleted also on failure."""
 
-    prefix: str = field(default_factory=lambda: f"nftct{os.getpid()}x{next(_counter)}")
+    prefix: str = field(default_factory=lambda: unique_prefix(TEST_STEM))
     namespaces: list[str] = field(default_factory=list)
 
     def namespace(self, role: str) -> str:
@@ -53,6 +105,18 @@ class Lab:
                 extra = ("nodad",) if ":" in address else ()
                 self.exec(namespace, "ip", "addr", "add", address, "dev", final, *extra)
             self.exec(namespace, "ip", "link", "set", final, "up")
+
+    def wire_hosts(self, left: str, right: str, left_addresses: dict[int, str], right_addresses: dict[int, str],
+                   left_if: str = "eth0") -> None:
+        """A veth pair with host addresses (/32, /128) and one host route each way per IP version `right` has:
+        the two ends reach each other and nothing else (no default route, no bridge). Versions map to addresses."""
+        ours = {version: left_addresses[version] for version in right_addresses}
+        self.wire(left, right, tuple(map(host_prefix, ours.values())),
+                  tuple(map(host_prefix, right_addresses.values())), left_if=left_if)
+        for version, address in right_addresses.items():
+            flag = f"-{version}"
+            self.exec(left, "ip", flag, "route", "add", host_prefix(address), "dev", left_if, "src", ours[version])
+            self.exec(right, "ip", flag, "route", "add", host_prefix(ours[version]), "dev", "eth0", "src", address)
 
     def flush_neighbours(self) -> None:
         for namespace in self.namespaces:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from ..semantics import catalog
 from ..language import model as m
+from ..language.text import columns
 from ..semantics.reach import decide, zone_segments
-from ..semantics.resolve import LOCALHOST, CheckedAssertion, CheckedPolicy
-from ..semantics.zones import Interval, interfaces
+from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedAssertion, CheckedPolicy
+from ..semantics.zones import IP_VERSIONS, Interval, interfaces, zone_of
+from .probe import DROPPED, OPEN, REFUSED
 
-OPEN, DROPPED, REFUSED = "open", "dropped", "refused"
 STATE_OF_VERDICT = {"accept": OPEN, "drop": DROPPED, "reject": REFUSED}
-FAMILIES = (4, 6)
 LOOPBACK = {4: "127.0.0.1", 6: "::1"}
 
 # Documentation and benchmarking addresses: what a zone of every address (`any`) looks like from the outside.
@@ -82,12 +82,6 @@ def _usable(address: ipaddress._BaseAddress) -> bool:
     return not bad and not any(address in n for n in _UNUSABLE if n.version == address.version)
 
 
-def zone_of(intervals: tuple[Interval, ...], address: str) -> str | None:
-    parsed = ipaddress.ip_address(address)
-    value = int(parsed)
-    return next((i.zone for i in intervals if i.version == parsed.version and i.first <= value <= i.last), None)
-
-
 def _interval_candidates(intervals: tuple[Interval, ...], zone: str, family: int) -> list[str]:
     kind = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     out = []
@@ -105,7 +99,7 @@ def pick_address(checked: CheckedPolicy, zone: m.Zone, family: int, taken: set[s
     candidates = list(_OUTSIDE_CANDIDATES[family]) + own if wide else own + list(_OUTSIDE_CANDIDATES[family])
     for candidate in candidates:
         if candidate not in taken and _usable(ipaddress.ip_address(candidate)) \
-                and zone_of(checked.intervals, candidate) == zone.name:
+                and zone_of(checked, candidate, None) == zone.name:
             return candidate
     return None
 
@@ -138,11 +132,11 @@ def server_interface(zone: m.Zone, index: int, patterns: tuple[str, ...], used: 
 def plan_topology(checked: CheckedPolicy) -> Topology:
     taken: set[str] = set()
     used_interfaces: set[str] = set()
-    patterns = tuple(name for zone in checked.zones for name in interfaces(zone))
+    patterns = tuple(name for zone in checked.policy.zones for name in interfaces(zone))
     clients = []
-    for index, zone in enumerate(checked.zones):
+    for index, zone in enumerate(checked.policy.zones):
         addresses = {}
-        for family in FAMILIES:
+        for family in IP_VERSIONS:
             address = pick_address(checked, zone, family, taken)
             if address is None and interfaces(zone):
                 address = _interface_zone_address(family, index, taken)
@@ -152,7 +146,7 @@ def plan_topology(checked: CheckedPolicy) -> Topology:
         interface = server_interface(zone, index, patterns, used_interfaces)
         used_interfaces.add(interface)
         clients.append(Client(zone.name, interface, addresses))
-    server = {f: next(a for a in _SERVER_CANDIDATES[f] if a not in taken) for f in FAMILIES}
+    server = {f: next(a for a in _SERVER_CANDIDATES[f] if a not in taken) for f in IP_VERSIONS}
     return Topology(server, tuple(clients))
 
 
@@ -160,12 +154,12 @@ def plan_topology(checked: CheckedPolicy) -> Topology:
 
 
 # Not a catalog service (Zimbra's memcached is TCP only): probed so the lab shows UDP 11211 dropped from every zone.
-MEMCACHED_UDP = m.Service("memcached_udp", (m.PortRange("udp", 11211, 11211),), "memcached over UDP (memcrashed)")
+MEMCACHED_UDP_SERVICE = m.Service("memcached_udp", (MEMCACHED_UDP,), "memcached over UDP (memcrashed)")
 
 
 def probe_services(checked: CheckedPolicy) -> tuple[m.Service, ...]:
     """The Zimbra catalog, UDP memcached and the policy's own services, in that order."""
-    return catalog.services() + (MEMCACHED_UDP,) + tuple(checked.policy.services)
+    return catalog.services() + (MEMCACHED_UDP_SERVICE,) + tuple(checked.policy.services)
 
 
 def probe_ports(service: m.Service) -> tuple[tuple[str, int], ...]:
@@ -181,7 +175,7 @@ def probe_ports(service: m.Service) -> tuple[tuple[str, int], ...]:
 def plan_probes(checked: CheckedPolicy, topology: Topology) -> tuple[Probe, ...]:
     probes = []
     for zone in checked.zone_names():
-        for family in FAMILIES:
+        for family in IP_VERSIONS:
             if topology.target(zone, family) is None:
                 continue
             for service in probe_services(checked):
@@ -261,7 +255,7 @@ def matrix_rows(observations: tuple[Observation, ...]) -> list[tuple[str, ...]]:
     for (zone, service), row in rows.items():
         values = [zone, service, " ".join(row["ports"])]
         ok = True
-        for family in FAMILIES:
+        for family in IP_VERSIONS:
             expected, observed, matches = row["cells"].get(family, ([], [], []))
             values += [_cell(expected) if expected else "-", _cell(observed) if observed else "-"]
             ok = ok and all(matches)
@@ -274,9 +268,7 @@ MATRIX_HEADER = ("ZONE", "SERVICE", "PORTS", "IPv4 EXPECTED", "IPv4 OBSERVED", "
 
 
 def format_matrix(observations: tuple[Observation, ...]) -> str:
-    rows = [MATRIX_HEADER] + matrix_rows(observations)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(MATRIX_HEADER))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return columns([MATRIX_HEADER, *matrix_rows(observations)])
 
 
 def format_mismatch(o: Observation) -> str:

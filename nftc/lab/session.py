@@ -24,19 +24,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from ..errors import EXIT_POLICY, NftcError
 from ..system import child
 from . import netns
 from . import probe as prober
 from . import plan as labplan
 from .plan import LOOPBACK, Probe, Topology
-from ..semantics.resolve import LOCALHOST, CheckedPolicy
+from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy
 
-PREFIX_STEM = "nftclab"
-MEMCACHED_PORT = 11211
+PREFIX_STEM = netns.LAB_STEM
+KEPT_MARK = "kept"  # a file in the state directory of a lab kept on purpose (--keep): sweep_orphans leaves it
+MEMCACHED_PORT = MEMCACHED_UDP.first  # a real memcached serves TCP and UDP on the one port
 
 
-class LabError(Exception):
+class LabError(NftcError):
     """The lab could not be built or loaded; one line for the user."""
+
+
+class NotALabPrefix(LabError):
+    """`lab --down` given a name that is not a lab's: a usage error."""
+
+    exit_code = EXIT_POLICY
 
 
 @dataclass
@@ -69,20 +77,9 @@ def _prepare_namespace(lab: netns.Lab, role: str) -> str:
     return name
 
 
-def _host(address: str) -> str:
-    return f"{address}/128" if ":" in address else f"{address}/32"
-
-
 def _wire_client(live: LiveLab, client: labplan.Client, namespace: str) -> None:
-    server_addresses = tuple(_host(live.topology.server_addresses[f]) for f in client.addresses)
-    client_addresses = tuple(_host(a) for a in client.addresses.values())
-    live.lab.wire(live.server, namespace, server_addresses, client_addresses, left_if=client.interface)
-    for family, address in client.addresses.items():
-        flag = "-6" if family == 6 else "-4"
-        server_address = live.topology.server_addresses[family]
-        live.exec(live.server, "ip", flag, "route", "add", _host(address), "dev", client.interface,
-                  "src", server_address)
-        live.exec(namespace, "ip", flag, "route", "add", _host(server_address), "dev", "eth0", "src", address)
+    live.lab.wire_hosts(live.server, namespace, live.topology.server_addresses, client.addresses,
+                        left_if=client.interface)
 
 
 def build(lab: netns.Lab, topology: Topology, state_dir: str) -> LiveLab:
@@ -175,11 +172,11 @@ def _reap(pid: int, timeout: float) -> None:
 
 def load_policy(live: LiveLab, policy_path: str) -> None:
     """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's)."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT")}
     command = ["ip", "netns", "exec", live.server,
                *child.python_module("nftc", "apply", "--state-dir", os.path.join(live.state_dir, "apply"),
                                     os.path.abspath(policy_path))]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment, cwd=child.CWD)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=netns.without_admin_session(),
+                            cwd=child.CWD)
     if result.returncode != 0:
         raise LabError(f"loading {policy_path} into the lab failed: {(result.stderr or result.stdout).strip()}")
 
@@ -202,6 +199,8 @@ def session(checked: CheckedPolicy, load: Loader, keep: bool = False) -> Iterato
         live.lab.flush_neighbours()
         load(live)
         yield live
+        if keep:
+            open(os.path.join(state_dir, KEPT_MARK), "x").close()
         kept = keep
     finally:
         if not kept:
@@ -358,7 +357,7 @@ def report_text(report: LabReport) -> str:
         lines += [f"  {labplan.format_mismatch(o)}" for o in check.violations]
     total, bad = len(report.observations), len(report.mismatches)
     memcached = "a real memcached" if report.memcached else "the echo listener (memcached not installed)"
-    lines.append(f"{total} probes, {bad} mismatches; 11211 served by {memcached}")
+    lines.append(f"{total} probes, {bad} mismatches; {MEMCACHED_PORT} served by {memcached}")
     return "\n".join(lines)
 
 
@@ -389,19 +388,18 @@ def enter_commands(live: LiveLab) -> str:
     return "\n".join(lines)
 
 
-# Tearing down a kept lab
+# Tearing down a kept lab, or what a killed lab, benchmark or test run left
 
 
 def lab_namespaces(prefix: str) -> list[str]:
-    listing = netns.run("ip", "netns", "list").stdout
-    names = [line.split()[0] for line in listing.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(f"{prefix}-")]
+    return netns.namespaces(prefix)
 
 
 def tear_down(prefix: str) -> list[str]:
-    """Kill the processes inside the lab's namespaces (by PID) and delete them; only `nftclab*` names."""
-    if not prefix.startswith(PREFIX_STEM) or len(prefix) <= len(PREFIX_STEM):
-        raise LabError(f"'{prefix}' is not a lab prefix: lab namespaces start with {PREFIX_STEM}<pid>")
+    """Kill the processes inside the namespaces of `prefix` (by PID) and delete them: a lab's (nftclab<pid>x<n>), or
+    one a killed benchmark or test run left (nftcbench..., nftct...); no other name."""
+    if netns.prefix_of(prefix) != prefix:
+        raise NotALabPrefix(f"'{prefix}' is not a lab prefix: lab namespaces start with {PREFIX_STEM}<pid>")
     names = lab_namespaces(prefix)
     for name in names:
         pids = [int(p) for p in netns.run("ip", "netns", "pids", name, check=False).stdout.split()]
@@ -415,3 +413,13 @@ def tear_down(prefix: str) -> list[str]:
 def _state_dirs(prefix: str) -> list[str]:
     base = tempfile.gettempdir()
     return [os.path.join(base, d) for d in os.listdir(base) if d.startswith(f"{prefix}-")]
+
+
+def sweep_orphans() -> list[str]:
+    """Tear down what runs killed half way left: namespaces whose maker is gone, but not a lab kept on purpose.
+    The tests run it at the start of a session; the deleted names are returned."""
+    deleted = []
+    for prefix in netns.orphaned_prefixes():
+        if not any(os.path.exists(os.path.join(d, KEPT_MARK)) for d in _state_dirs(prefix)):
+            deleted += tear_down(prefix)
+    return deleted

@@ -6,7 +6,9 @@ import difflib
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
+from ..errors import EXIT_POLICY, NftcError
 from .model import Span
+from .text import MAX_SHOWN
 
 
 MAX_SHOWN_COLUMNS = 160  # of a source line under a message
@@ -22,8 +24,11 @@ class Diagnostic:
     hint: str = ""
 
 
-class PolicyError(Exception):
-    """Every error a policy author can cause; carries all diagnostics found before stopping."""
+class PolicyError(NftcError):
+    """Every error a policy author can cause; carries all diagnostics found before stopping. The CLI renders them
+    with their sources (cli/common.py), not as one line."""
+
+    exit_code = EXIT_POLICY
 
     def __init__(self, diagnostics: Iterable[Diagnostic]):
         self.diagnostics = tuple(diagnostics)
@@ -52,12 +57,11 @@ def as_error(diagnostic: Diagnostic) -> Diagnostic:
     return replace(diagnostic, severity="error", hint=hint)
 
 
-MAX_SHOWN_DIAGNOSTICS = 20  # a file of garbage gets the first ones and a count, not megabytes
 
 
 def render_diagnostics(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> str:
     diagnostics = tuple(diagnostics)
-    shown = [render_diagnostic(d, sources) for d in diagnostics[:MAX_SHOWN_DIAGNOSTICS]]
+    shown = [render_diagnostic(d, sources) for d in diagnostics[:MAX_SHOWN]]  # garbage: the first ones and a count
     hidden = len(diagnostics) - len(shown)
     if hidden:
         shown.append(f"... and {hidden} more {'error' if hidden == 1 else 'errors'} not shown")
@@ -82,7 +86,7 @@ def render_diagnostic(diagnostic: Diagnostic, sources: Mapping[str, str]) -> str
         source_lines = text.split("\n", span.line)  # as the parser counts: form feeds, lone CRs end no line
         if 0 < span.line <= len(source_lines):
             line = source_lines[span.line - 1].split("\n", 1)[0].rstrip("\r")
-            width = min(_caret_width(span, line), MAX_SHOWN_COLUMNS)
+            width = min(_caret_width(span), MAX_SHOWN_COLUMNS)
             start = _window_start(len(line), span.column)
             lines.append(f"  {_printable(line[start:start + MAX_SHOWN_COLUMNS])}")
             lines.append("  " + " " * (span.column - 1 - start) + "^" + "~" * (width - 1))
@@ -112,7 +116,8 @@ def _printable(line: str) -> str:
     return "".join(c if c.isprintable() else " " if c == "\t" else "?" for c in line)
 
 
-def _caret_width(span: Span, line: str) -> int:
+def _caret_width(span: Span) -> int:
+    """Underline the span when it ends on its own line; one caret when its end is unknown or on a later line."""
     if span.end_line == span.line and span.end_column > span.column:
         return span.end_column - span.column
-    return max(1, min(1, len(line) - span.column + 1))
+    return 1

@@ -14,6 +14,7 @@ from typing import Callable, MutableMapping, TypeVar
 from . import model as m
 from .diagnostics import Diagnostic, PolicyError, error
 from .parser import parse_network, parse_text, statement_start_hint
+from .text import MAX_SHOWN
 
 MAX_INCLUDE_DEPTH = 16
 MAX_POLICY_BYTES = 1 << 20
@@ -199,7 +200,7 @@ def parse_address_file(text: str, path: str, limit: int = MAX_ADDRESSES) -> tupl
         if message:
             column = line.index(entry) + 1
             errors.append(error(message, m.Span(path, number, column, number, column + len(entry)), hint))
-            if len(errors) >= 20:
+            if len(errors) >= MAX_SHOWN:  # what a message shows; reading on would be wasted
                 break
         else:
             networks.append(network)

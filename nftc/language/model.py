@@ -222,6 +222,9 @@ Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, Ic
 
 DEFAULT_TABLE = "zfw"
 DEFAULT_ECHO = IcmpEcho(enabled=True, rate=Rate(10, "second"), burst=20)
+# `log drops` without options, and what a rule's own `log` uses when the policy has no `log drops` (README)
+DEFAULT_LOG_DROPS = LogDrops(Rate(10, "minute"), 5, "nftc drop: ")
+ACCEPT_LOG_PREFIX = "nftc accept: "  # a rule's `log` on accepted connections: the rule id follows
 DEFAULT_RPFILTER = RpFilter("strict")  # a single-homed or symmetric host; README: `rpfilter`
 
 

@@ -311,6 +311,11 @@ class _StatementBuilder(Transformer):
         self.file = file
         self.errors: list[Diagnostic] = []
 
+    def __default__(self, data, children, meta):
+        """A grammar rule with no method here (Lark would keep it as a Tree, and the statement would compile to
+        nothing): a bug in nftc, raised as is (Lark calls this outside its VisitError wrapper)."""
+        raise NotImplementedError(f"parser: grammar rule '{data}' has no method in _StatementBuilder")
+
     def _fail(self, message: str, item, hint: str = "") -> None:
         self.errors.append(error(message, _span(self.file, item), hint))
 
@@ -425,9 +430,10 @@ class _StatementBuilder(Transformer):
 
     def log_drops(self, meta, items):
         rate, burst, prefix = items
-        parsed = self._rate(rate) if rate else m.Rate(10, "minute")
-        burst_value = self._burst(parsed, burst, rate or meta, 5)
-        text = self._string(prefix) if prefix else "nftc drop: "
+        default = m.DEFAULT_LOG_DROPS
+        parsed = self._rate(rate) if rate else default.rate
+        burst_value = self._burst(parsed, burst, rate or meta, default.burst)
+        text = self._string(prefix) if prefix else default.prefix
         if "$" in text:
             self._fail("'$' cannot appear in a log prefix: nft reads it as a variable", prefix)
         if len(text) > MAX_LOG_PREFIX:

@@ -1,8 +1,12 @@
 """The built-in catalog of Zimbra ports: one entry per named service, and the `zimbra.*` groups.
 
-Facts follow Zimbra's own sources as summarised in shared/zimbra-ports.md (install guide port tables, attribute
-defaults, zm-postfix `master.cf.in`, zm-amavis `amavisd.conf.in`, control scripts). Each entry also records what
-the source article (shared/seed/000_983348de4b13d968.txt) says about the port, and where it is wrong.
+Facts follow Zimbra's own public sources, none of which is part of this repository: the port tables of the
+install guides (github.com/Zimbra/installguides, `VERSION/single.html` and `multi.html`), attribute defaults
+(Zimbra/zm-mailbox: `store/conf/attrs/zimbra-attrs.xml`, `common/src/java/com/zimbra/common/localconfig/LC.java`),
+the listener templates (Zimbra/zm-postfix: `conf/postfix/master.cf.in`; Zimbra/zm-amavis: `conf/amavisd.conf.in`)
+and the control scripts (Zimbra/zm-core-utils: `src/bin/zmmemcachedctl`, `src/libexec/zmproxyconfig`,
+`src/libexec/zmconfigd`). Each entry also records what the source article (a Spanish how-to with a ufw recipe,
+not in this repository either) says about the port, and where it is wrong; `nftc catalog PORT` prints both.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..language.model import Group, Name, PortRange, Service
+from ..language.text import columns
 
 EXPOSURES = ("public", "admin", "cluster", "localhost")
 ROLES = ("mta", "mailbox", "proxy", "ldap", "memcached", "logger", "spell", "imapd", "all")
@@ -311,10 +316,7 @@ def _row(e: CatalogEntry) -> tuple[str, ...]:
 
 def format_table(entries: Iterable[CatalogEntry]) -> str:
     """A plain-text table, columns aligned, for `nftc catalog`."""
-    rows = [_TABLE_HEADER] + [_row(e) for e in entries]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADER) - 1)]
-    lines = ("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in rows)
-    return "\n".join(line.rstrip() for line in lines)
+    return columns([_TABLE_HEADER, *(_row(e) for e in entries)])
 
 
 def format_entry(e: CatalogEntry) -> str:

@@ -1,4 +1,5 @@
-"""Arithmetic on port ranges: sorted, merged, disjoint lists of inclusive (first, last) pairs."""
+"""Arithmetic on port ranges: sorted, merged, disjoint lists of inclusive (first, last) pairs (PortIntervals;
+not to be confused with `model.Span`, a position in a source file)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Iterable
 
 from ..language.model import PROTOCOLS, PortRange
 
-Spans = tuple[tuple[int, int], ...]
-ALL_PORTS: Spans = ((1, 65535),)
+PortIntervals = tuple[tuple[int, int], ...]
+ALL_PORTS: PortIntervals = ((1, 65535),)
 
 
-def merge(pairs: Iterable[tuple[int, int]]) -> Spans:
+def merge(pairs: Iterable[tuple[int, int]]) -> PortIntervals:
     out: list[tuple[int, int]] = []
     for first, last in sorted(pairs):
         if out and first <= out[-1][1] + 1:
@@ -20,9 +21,9 @@ def merge(pairs: Iterable[tuple[int, int]]) -> Spans:
     return tuple(out)
 
 
-def subtract(spans: Spans, removed: Spans) -> Spans:
+def subtract(intervals: PortIntervals, removed: PortIntervals) -> PortIntervals:
     out: list[tuple[int, int]] = []
-    for first, last in spans:
+    for first, last in intervals:
         for cut_first, cut_last in removed:
             if cut_last < first or cut_first > last:
                 continue
@@ -36,15 +37,15 @@ def subtract(spans: Spans, removed: Spans) -> Spans:
     return tuple(out)
 
 
-def intersect(spans: Spans, other: Spans) -> Spans:
-    return subtract(spans, subtract(spans, other))
+def intersect(intervals: PortIntervals, other: PortIntervals) -> PortIntervals:
+    return subtract(intervals, subtract(intervals, other))
 
 
-def by_protocol(ranges: Iterable[PortRange]) -> dict[str, Spans]:
-    """Merged spans per protocol; every protocol is a key, possibly with no spans."""
+def by_protocol(ranges: Iterable[PortRange]) -> dict[str, PortIntervals]:
+    """Merged intervals per protocol; every protocol is a key, possibly with none."""
     ranges = tuple(ranges)
     return {p: merge((r.first, r.last) for r in ranges if r.protocol == p) for p in PROTOCOLS}
 
 
-def to_ranges(spans_by_protocol: dict[str, Spans]) -> tuple[PortRange, ...]:
-    return tuple(PortRange(p, first, last) for p in PROTOCOLS for first, last in spans_by_protocol[p])
+def to_ranges(intervals_by_protocol: dict[str, PortIntervals]) -> tuple[PortRange, ...]:
+    return tuple(PortRange(p, first, last) for p in PROTOCOLS for first, last in intervals_by_protocol[p])

@@ -14,6 +14,15 @@ from ..language.model import PROTOCOLS
 from .resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
 
 
+MEMCACHED_UDP_NOTE = f"UDP {MEMCACHED_UDP.first} is always dropped outside localhost"
+VERDICT_OF_ACTION = {"allow": "accept", "deny": "drop", "reject": "reject"}
+
+
+def verdict_of(action: str) -> str:
+    """The nftables verdict of a rule's action: allow -> accept, deny -> drop, reject -> reject."""
+    return VERDICT_OF_ACTION[action]
+
+
 @dataclass(frozen=True)
 class Decision:
     verdict: str  # accept, drop or reject
@@ -28,7 +37,7 @@ class Decision:
     def describe(self) -> str:
         if self.rule is None:
             return {"loopback": "loopback traffic is accepted",
-                    "memcached-udp": "UDP 11211 is always dropped outside localhost",
+                    "memcached-udp": MEMCACHED_UDP_NOTE,
                     "default-drop": "no rule allows it (default drop)"}[self.reason]
         return f"rule {self.rule.id} at {self.rule.rule.span} ({self.rule.rule.action})"
 
@@ -41,7 +50,7 @@ class Segment:
     decision: Decision
 
 
-def rule_ports(checked: CheckedPolicy, rule: CheckedRule) -> dict[str, ports.Spans]:
+def rule_ports(checked: CheckedPolicy, rule: CheckedRule) -> dict[str, ports.PortIntervals]:
     """The ports a rule matches. `allow Z -> any` opens every port outside the protected set; a broad deny or
     reject closes every port."""
     if rule.broad and rule.rule.action != "allow":
@@ -64,12 +73,12 @@ def zone_segments(checked: CheckedPolicy, zone: str) -> tuple[Segment, ...]:
     segments: list[Segment] = []
     for protocol in PROTOCOLS:
         open_ports = ports.ALL_PORTS
-        if zone != LOCALHOST and protocol == "udp":
+        if zone != LOCALHOST and protocol == MEMCACHED_UDP.protocol:
             memcached = ((MEMCACHED_UDP.first, MEMCACHED_UDP.last),)
             segments += _cut(protocol, memcached, Decision("drop", "memcached-udp"))
             open_ports = ports.subtract(open_ports, memcached)
         for rule in checked.rules_for(zone):
-            verdict = {"allow": "accept", "deny": "drop"}.get(rule.rule.action, rule.rule.action)
+            verdict = verdict_of(rule.rule.action)
             for service, spans in _service_ports(checked, rule, protocol):
                 matched = ports.intersect(open_ports, spans)
                 segments += _cut(protocol, matched, Decision(verdict, rule.id, rule, service))
@@ -79,8 +88,8 @@ def zone_segments(checked: CheckedPolicy, zone: str) -> tuple[Segment, ...]:
     return tuple(sorted(segments, key=lambda s: (s.protocol, s.first)))
 
 
-def _cut(protocol: str, spans: ports.Spans, decision: Decision) -> list[Segment]:
-    return [Segment(protocol, first, last, decision) for first, last in spans]
+def _cut(protocol: str, intervals: ports.PortIntervals, decision: Decision) -> list[Segment]:
+    return [Segment(protocol, first, last, decision) for first, last in intervals]
 
 
 def decide(segments: tuple[Segment, ...], protocol: str, port: int) -> Decision:
@@ -98,7 +107,7 @@ def never_matching_rules(checked: CheckedPolicy) -> list[Diagnostic]:
             continue
         earlier = _first_overlapping_rule(checked, rule)
         where = f"rule {earlier.id} at {earlier.rule.span} already decides every port it names" if earlier \
-            else "UDP 11211 is always dropped outside localhost"
+            else MEMCACHED_UDP_NOTE
         diagnostics.append(error("this rule can never match", rule.rule.span, hint=where))
     return diagnostics
 

@@ -11,11 +11,10 @@ from . import catalog
 from ..language import model as m
 from . import ports
 from ..language.diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
-from .zones import Interval, flatten_zones, interfaces, zone_networks
+from .zones import LOCALHOST, Interval, flatten_zones, interfaces, zone_networks
 
-LOCALHOST = "localhost"
 PROTECTED_GROUPS = ("zimbra.internal", "zimbra.admin")
-MEMCACHED_UDP = m.PortRange("udp", 11211, 11211)
+MEMCACHED_UDP = m.PortRange("udp", 11211, 11211)  # memcached over UDP: dropped outside localhost (memcrashed)
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,6 @@ class CheckedAssertion:
 @dataclass(frozen=True)
 class CheckedPolicy:
     policy: m.Policy
-    zones: tuple[m.Zone, ...]  # the user's zones; localhost is built in and not listed
     intervals: tuple[Interval, ...]  # source address -> zone, disjoint
     rules: tuple[CheckedRule, ...]
     assertions: tuple[CheckedAssertion, ...]
@@ -56,7 +54,7 @@ class CheckedPolicy:
     warnings: tuple[Diagnostic, ...]
 
     def zone_names(self) -> tuple[str, ...]:
-        return (LOCALHOST,) + tuple(z.name for z in self.zones)
+        return (LOCALHOST,) + tuple(z.name for z in self.policy.zones)  # localhost is built in, not in policy.zones
 
     def rules_for(self, zone: str) -> tuple[CheckedRule, ...]:
         return tuple(r for r in self.rules if zone in r.zones)
@@ -84,7 +82,7 @@ def check_policy(policy: m.Policy) -> CheckedPolicy:
     assertions = tuple(_check_assertion(a, zone_names, expand, errors) for a in policy.assertions)
     if errors:
         raise PolicyError(errors)
-    return CheckedPolicy(policy, policy.zones, intervals, rules, assertions, protected, tuple(warnings))
+    return CheckedPolicy(policy, intervals, rules, assertions, protected, tuple(warnings))
 
 
 def _definitions(policy: m.Policy, errors: list[Diagnostic]) -> dict[str, m.Service | m.Group]:
@@ -238,11 +236,12 @@ def _check_rule(rule_id, rule: m.Rule, zone_names, expand: _Expander, protected,
 def _check_opened(rule, zones, services, protected, wide_zones, errors, warnings) -> None:
     """UDP 11211 can never be opened; protected ports opened to a zone of every address earn a warning."""
     others = [z for z in zones if z != LOCALHOST]
+    memcached = ports.by_protocol((MEMCACHED_UDP,))
     for service, ref in zip(services, rule.services):
         spans = ports.by_protocol(service.ports)
-        if others and ports.intersect(spans["udp"], ((11211, 11211),)):
-            errors.append(error(f"'{ref.name}' includes udp 11211: UDP memcached is always dropped "
-                                "from every zone but localhost (memcrashed amplification)", ref.span,
+        if others and ports.intersect(spans[MEMCACHED_UDP.protocol], memcached[MEMCACHED_UDP.protocol]):
+            errors.append(error(f"'{ref.name}' includes {MEMCACHED_UDP.protocol} {MEMCACHED_UDP.first}: UDP memcached "
+                                "is always dropped from every zone but localhost (memcrashed amplification)", ref.span,
                                 hint="memcached in Zimbra is TCP only"))
         opened = ports.to_ranges({p: ports.intersect(spans[p], ports.by_protocol(protected)[p])
                                   for p in spans})

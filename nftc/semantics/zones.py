@@ -6,14 +6,20 @@ disjoint intervals, each owned by exactly one zone: an interval verdict map the 
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..language import model as m
 from ..language.diagnostics import Diagnostic, error
 
-FAMILIES = (4, 6)
+if TYPE_CHECKING:  # resolve builds on this module
+    from .resolve import CheckedPolicy
+
+LOCALHOST = "localhost"  # the built-in zone of loopback traffic
+IP_VERSIONS = (4, 6)
 ANY_NETWORKS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
@@ -42,13 +48,6 @@ class Interval:
             return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
         return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
 
-    def render(self) -> str:
-        """`10.0.0.7`, `10.0.0.0/24` or `10.0.0.1-10.0.0.2`."""
-        length = self.prefix_length()
-        if length is None:
-            return f"{self.address(self.first)}-{self.address(self.last)}"
-        return self.address(self.first) if length == BITS[self.version] else f"{self.address(self.first)}/{length}"
-
 
 @dataclass(frozen=True)
 class _Claim:
@@ -74,7 +73,7 @@ def zone_networks(zone: m.Zone) -> list[tuple[m.IPNetwork, m.Span | None]]:
         if isinstance(source, m.AddressSource):
             networks.append((source.network, source.span))
         elif isinstance(source, m.AnySource):
-            networks.extend((ANY_NETWORKS[v], source.span) for v in FAMILIES)
+            networks.extend((ANY_NETWORKS[v], source.span) for v in IP_VERSIONS)
         elif isinstance(source, m.FileSource):
             networks.extend((network, source.span) for network in source.networks)
     return networks
@@ -88,7 +87,7 @@ def flatten_zones(zones: tuple[m.Zone, ...]) -> tuple[tuple[Interval, ...], list
     )
     claims, errors = _drop_duplicates(claims)
     intervals: list[Interval] = []
-    for version in FAMILIES:
+    for version in IP_VERSIONS:
         intervals.extend(_sweep([c for c in claims if c.version == version], version))
     return tuple(intervals), errors
 
@@ -143,3 +142,18 @@ def _sweep(claims: list[_Claim], version: int) -> list[Interval]:
 
 def interfaces(zone: m.Zone) -> tuple[str, ...]:
     return tuple(s.name for s in zone.sources if isinstance(s, m.InterfaceSource))
+
+
+def zone_of(checked: CheckedPolicy, address, interface: str | None) -> str | None:
+    """The zone the ruleset sends a new connection from `address` (text or ipaddress) arriving on `interface` (None:
+    unknown) to, in the ruleset's order: loopback, then the interface zones, then the most specific address zone;
+    None when no zone holds it (dropped as drop/no-zone). Addresses of dynamic zones are known only at run time."""
+    address = ipaddress.ip_address(address)
+    if address.is_loopback or interface == "lo":
+        return LOCALHOST
+    for zone in checked.policy.zones:
+        if interface and any(fnmatch.fnmatchcase(interface, pattern) for pattern in interfaces(zone)):
+            return zone.name
+    value = int(address)
+    return next((i.zone for i in checked.intervals if i.version == address.version and i.first <= value <= i.last),
+                None)

@@ -18,16 +18,15 @@ import time
 from dataclasses import dataclass
 
 from . import elements, kernel, live, records, snapshot
+from ..backend import names
+from .drift import drift
 from .kernel import KernelError
-from .records import Applied, Pending, Target, boot_id, boottime
+from .records import (APPLIED, PENDING, SCRIPT, Applied, Pending, Target, boot_id, boottime, read_applied,
+                      read_pending, read_pending_or_none)
+from .restore import ApplyError, live_elements, load, restore
 from .state import Lock, StateDir, StateError, as_json, now_iso
 
 START_MARGIN_SECONDS = 5.0  # deadline before the load finishes; replaced by load time + SECONDS right after
-PENDING, APPLIED, SCRIPT = "pending.json", "applied.json", "applied.script"
-
-
-class ApplyError(Exception):
-    """The kernel rejected the transaction, a table is not nftc's, or there was nothing to do; one message."""
 
 
 @dataclass(frozen=True)
@@ -110,27 +109,39 @@ def _plan(state: StateDir, compiled: Compiled) -> _Plan:
     removed = tuple(t for t in targets[1:] if listings[t] is not None and live.digest(listings[t]))
     for target in (compiled.target, *removed):
         _refuse_unrestorable(target, listings[target])
-    found = {t: _live_elements(t, listings[t]) for t in (compiled.target, *removed)}
+    found = {t: live_elements(t, listings[t]) for t in (compiled.target, *removed)}
     carried = _carried(compiled.dynamic_sets, found)
-    script = compiled.script + "".join(f"delete table {t}\n" for t in removed) + "".join(
+    script = compiled.script + "".join(t.replace_header() for t in removed) + "".join(
         elements.add_command(compiled.target, s) for s in carried)
     return _Plan(applied, pending, targets, listings, removed, found,
                  _discarded_edits(state, listings[compiled.target]), script, sum(len(s.elements) for s in carried))
 
 
 def dynamic_sets(set_names) -> tuple[str, ...]:
-    """The names among `set_names` that are dynamic zones' sets: the ones whose elements an apply carries."""
-    return tuple(name for name in set_names if elements.dynamic_set_version(name))
+    """The names among `set_names` that are dynamic zones' sets: the ones whose elements an apply carries (for a
+    script read back; a compilation's IR says so itself)."""
+    return tuple(name for name in set_names if names.dynamic_set_version(name))
 
 
-def read_applied(state: StateDir) -> Applied | None:
-    data = state.read_json(APPLIED)
-    return records.applied_from(data, state.file(APPLIED)) if data is not None else None
+def compiled_from(compilation, policy: str) -> Compiled:
+    """What apply loads for a fresh compilation (nftc.compiler.Compilation) of `policy`: its nft text, its digest,
+    and its dynamic zones' sets, whose elements the new table carries over."""
+    from ..backend.render_nft import render_nft  # here: confirm, rollback and status need no renderer
+
+    table = compilation.table
+    return Compiled(Target(table.family, table.name), render_nft(table), compilation.digest,
+                    tuple(s.name for s in table.sets if s.dynamic_zone), policy)
 
 
-def read_pending(state: StateDir) -> Pending | None:
-    data = state.read_json(PENDING)
-    return records.pending_from(data, state.file(PENDING)) if data is not None else None
+def last_applied(state: StateDir) -> Compiled | None:
+    """The last applied ruleset, for a boot whose policy no longer compiles: None unless the state directory holds
+    the applied record and its script, and the script still has the recorded digest."""
+    applied = read_applied(state) if state.exists() else None
+    script = state.read_text(SCRIPT) if applied else None
+    if script is None or live.script_digest(script) != applied.digest:
+        return None
+    return Compiled(applied.target, script, applied.digest,
+                    dynamic_sets(b.name for b in live.blocks(script) if b.kind == "set"), applied.policy)
 
 
 def _pending_of_this_boot(state: StateDir) -> Pending | str | None:
@@ -159,6 +170,25 @@ def unconfirmed_before_boot(state: StateDir) -> str | None:
     return "an apply was still waiting for confirmation when the machine went down"
 
 
+@dataclass(frozen=True)
+class BootRollback:
+    """An apply left unconfirmed by a crash or reboot, rolled back at boot: why, what was restored, and notes."""
+
+    reason: str
+    saved: snapshot.Saved
+    notes: tuple[str, ...]
+
+
+def roll_back_unconfirmed(state: StateDir, wait_seconds: float) -> BootRollback | None:
+    """At boot: an apply never confirmed before the machine went down is rolled back now, as its guard would have
+    done; None when there is nothing to roll back."""
+    reason = unconfirmed_before_boot(state)
+    if reason is None:
+        return None
+    saved, notes = rollback(state, wait_seconds)
+    return BootRollback(reason, saved, tuple(notes))
+
+
 def _refuse_foreign(target: Target, listing: str | None) -> None:
     if listing is not None and live.digest(listing) is None:
         raise ApplyError(f"table {target} exists and is not nftc's (its comment has no nftc marker): nftc never "
@@ -169,15 +199,6 @@ def _refuse_unrestorable(target: Target, listing: str | None) -> None:
     problem = snapshot.unrestorable(listing) if listing else None
     if problem:
         raise ApplyError(f"table {target} cannot be saved for a rollback: {problem}; remove that rule first")
-
-
-def _live_elements(target: Target, listing: str | None) -> tuple[elements.SetElements, ...]:
-    """The dynamic sets' elements of a live nftc table, read as JSON data."""
-    if listing is None:
-        return ()
-    names = sorted(b.name for b in live.blocks(listing) if b.kind == "set" and elements.dynamic_set_version(b.name))
-    found = ((name, kernel.list_set(target.family, target.name, name)) for name in names)
-    return tuple(elements.from_json(name, data) for name, data in found if data is not None)
 
 
 def _carried(declared: tuple[str, ...], found: dict[Target, tuple[elements.SetElements, ...]]):
@@ -219,16 +240,6 @@ def _discarded_edits(state: StateDir, listing: str | None) -> tuple[str, ...]:
     return tuple(lines) if verdict == "DRIFT" else ()
 
 
-def load(script: str) -> None:
-    """One transaction; a rejection is an ApplyError naming the script line and its policy line."""
-    result = kernel.run_script(script)
-    if result.ok:
-        return
-    if kernel.refused_for_privileges(result.error):
-        raise KernelError(kernel.PRIVILEGE_HINT)
-    raise ApplyError(kernel.annotate_errors(result.error, script) + "\nnothing was changed")
-
-
 # Confirm and the rollback guard.
 
 
@@ -258,13 +269,6 @@ def _restore_pending(state: StateDir, token: str, pending) -> None:
         start_guard(state, pending.token)
     else:
         state.remove(PENDING)
-
-
-def read_pending_or_none(state: StateDir) -> Pending | None:
-    try:
-        return read_pending(state)
-    except StateError:
-        return None
 
 
 def _set_deadline(state: StateDir, token: str, seconds: float) -> float:
@@ -309,56 +313,3 @@ def rollback(state: StateDir, wait_seconds: float) -> tuple[snapshot.Saved, list
         return saved, restore(state, saved)
 
 
-def restore(state: StateDir, saved: snapshot.Saved) -> list[str]:
-    """Put the snapshot back in one transaction, then record it: the kernel first, so a full disk cannot stop a
-    rollback; records afterwards, and if they cannot be written, removed, so no record tells a lie. Returns notes
-    for the log (tables left alone, records that could not be written)."""
-    listings = {t.target: kernel.list_table(t.target.family, t.target.name) for t in saved.record.tables}
-    current = {t: _live_elements(t, listing) for t, listing in listings.items() if listing is not None
-               and live.digest(listing)}
-    script, notes = snapshot.restore_script(saved, listings, current)
-    if script:
-        try:
-            load(script)
-        except ApplyError as exc:
-            raise ApplyError(f"the snapshot in {state.path} was rejected, nothing was changed: "
-                             + " ".join(str(exc).split())[:300]) from None
-    state.remove(PENDING)
-    return notes + _record_restored(state, saved)
-
-
-def _record_restored(state: StateDir, saved: snapshot.Saved) -> list[str]:
-    previous = saved.record.applied
-    try:
-        if previous is None or saved.applied_script is None:
-            state.remove(APPLIED)
-            state.remove(SCRIPT)
-            return []
-        restored = Applied(previous.policy, previous.digest, previous.target, now_iso(), restored=True)
-        state.stage({APPLIED: as_json(restored.as_dict()), SCRIPT: saved.applied_script}).commit()
-        return []
-    except (StateError, OSError) as exc:
-        for name in (APPLIED, SCRIPT):
-            try:
-                state.remove(name)
-            except (StateError, OSError):
-                pass
-        return [f"the rollback could not be recorded ({exc}); the applied record was removed"]
-
-
-def drift(state: StateDir, listing: str, reference: str | None = None) -> tuple[str, list[str]]:
-    """('none'|'DRIFT'|'unknown', lines): the live table against the compiled script of the policy whose digest
-    its marker carries — the applied record's, or `reference` (a listing of the same digest). After a rollback the
-    record is the one the snapshot came from, so hand edits the snapshot carried are shown, not hidden."""
-    digest = live.digest(listing)
-    applied = read_applied(state) if state.exists() else None
-    script = state.read_text(SCRIPT) if applied is not None and applied.digest == digest else None
-    if script is not None and live.script_digest(script) == digest:
-        target = applied.target
-        recorded = kernel.listing_in_private_namespace(script, target.family, target.name)
-        lines = live.drift(listing, recorded)
-    elif reference is not None and live.digest(reference) == digest:
-        lines = live.drift(listing, reference)
-    else:
-        return "unknown", [f"no record of sha256:{digest} in {state.path}; cannot tell hand edits"]
-    return ("DRIFT" if lines else "none"), lines

@@ -9,18 +9,11 @@ the text it loads from those checked values alone: nothing another tool wrote re
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
-# `dyn_ZONE_v4` / `dyn_ZONE_v6`: the names lower gives a dynamic zone's sets (zone names are at most 32 characters)
-DYNAMIC_SET = re.compile(r"dyn_[A-Za-z_][A-Za-z0-9_]{0,31}_v([46])")
+from ..backend.names import dynamic_set_version
+
 MAX_CARRIED = 4_000_000  # elements per set: far above any real blocklist, below what would exhaust memory
-
-
-def dynamic_set_version(name: str) -> int | None:
-    """4 or 6 for a name of a dynamic zone's set, None for any other name."""
-    found = DYNAMIC_SET.fullmatch(name)
-    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True, order=True)

@@ -21,6 +21,7 @@ import sys
 import time
 
 from . import child, records
+from ..errors import NftcError
 from .state import Lock, StateDir, StateError, now_iso
 
 ARM_SECONDS = 20.0  # how long apply waits for the guard to say it is armed
@@ -30,7 +31,7 @@ ARMED = "armed"
 GUARD_ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}  # nothing inherited
 
 
-class GuardNotArmed(Exception):
+class GuardNotArmed(NftcError):
     """The guard could not arm: apply must not load anything."""
 
 
@@ -64,11 +65,11 @@ def _read_answer(descriptor: int, seconds: float) -> str:
 
 def main(path: str, token: str, answer_fd: int) -> int:
     """The guard process: arm (or say why not), then wait for the deadline and roll back unless confirmed."""
-    from . import apply, snapshot
+    from . import snapshot
 
     try:
         state = StateDir(path)
-        pending = apply.read_pending(state)
+        pending = records.read_pending(state)
         if pending is None or pending.token != token:
             raise StateError("no pending record with this guard's token")
         saved = snapshot.read(state)
@@ -104,12 +105,10 @@ def _wait(state: StateDir, token: str, pending: records.Pending) -> str | None:
 
 def _look(state: StateDir, token: str):
     """'confirmed', 'superseded', the current Pending record, or a sentence saying why there is doubt."""
-    from . import apply
-
     if not state.still_linked():
         return "the state directory was removed"
     try:
-        pending = apply.read_pending(state)
+        pending = records.read_pending(state)
     except StateError as exc:
         return f"the pending record is unreadable ({exc})"
     if pending is None:
@@ -118,7 +117,7 @@ def _look(state: StateDir, token: str):
 
 
 def _roll_back(state: StateDir, pending: records.Pending, saved, reason: str) -> int:
-    from . import apply, kernel, live
+    from . import kernel, live, restore
 
     token = pending.token
     try:
@@ -133,7 +132,7 @@ def _roll_back(state: StateDir, pending: records.Pending, saved, reason: str) ->
                      f"not sha256:{pending.loaded_digest[:16]} that its apply loaded: something else replaced it "
                      f"since; run 'nftc rollback' if that was not meant")
                 return 1
-            notes = apply.restore(state, saved)
+            notes = restore.restore(state, saved)
     except Exception as exc:  # the guard is alone: whatever happens is said in its log
         _log(f"guard {token}: ROLLBACK FAILED: {exc}")
         return 1

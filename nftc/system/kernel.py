@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from . import child
+from ..errors import NftcError
 
 INSTALL_HINT = (
     "the python3-nftables bindings are missing: install them with 'apt install python3-nftables' "
@@ -23,7 +24,7 @@ INSTALL_HINT = (
 )
 
 
-class KernelError(Exception):
+class KernelError(NftcError):
     """Anything the kernel or libnftables refused, or the privileges that were missing; one line each."""
 
 

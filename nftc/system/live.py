@@ -11,8 +11,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-DYNAMIC_PREFIX = "dyn_"
-PORT_MAP_PREFIX = "ports_"
+from ..backend import names
+from ..semantics.zones import LOCALHOST
+
 _MARKER = re.compile(r'\tcomment "nftc [0-9A-Za-z.+-]+ policy [A-Za-z0-9._-]* sha256:([0-9a-f]{64})"')
 _POLICY = re.compile(r'comment "nftc \S+ policy (\S+) sha256:')
 _BLOCK = re.compile(r"^\t(set|map|chain|counter|limit) (\S+) \{$")
@@ -30,8 +31,8 @@ class Block:
 
     @property
     def dynamic(self) -> bool:
-        """Elements that change at run time: the `dyn_` sets of dynamic zones, and meters (`flags dynamic`)."""
-        return self.name.startswith(DYNAMIC_PREFIX) or any(
+        """Elements that change at run time: the sets of dynamic zones, and meters (`flags dynamic`)."""
+        return names.dynamic_set_version(self.name) is not None or any(
             line.strip().startswith("flags ") and "dynamic" in line for line in self.lines)
 
 
@@ -128,9 +129,10 @@ def openings(listing: str | None) -> set[Opening]:
     """One per action chain `ZONE/SERVICE/RULE`: the zone's port map sends the ports that rule decides there."""
     found = set()
     for block in blocks(listing or ""):
-        parts = block.name.split("/")
-        if block.kind == "chain" and len(parts) == 3:
-            found.add(Opening(parts[0], parts[1], _action(block.lines), parts[2]))
+        parsed = names.parse_action(block.name) if block.kind == "chain" else None
+        if parsed:
+            zone, service, rule = parsed
+            found.add(Opening(zone, service, _action(block.lines), rule))
     return found
 
 
@@ -157,7 +159,7 @@ def policy_changes(old: str | None, new: str) -> list[str]:
                                                           f" (was {was.action})"))
     old_sets, new_sets = set_elements(old or ""), set_elements(new)
     for name in sorted(set(old_sets) | set(new_sets)):
-        if name.startswith(PORT_MAP_PREFIX):  # the zones' port maps: said above as gains and losses
+        if names.is_port_map(name):  # the zones' port maps: said above as gains and losses
             continue
         was, now = old_sets.get(name, ()), new_sets.get(name, ())
         added = [e for e in now if e not in was]
@@ -189,17 +191,11 @@ def counter_rows(counters: list[dict]) -> tuple[list[tuple], list[tuple]]:
     opened, dropped = [], []
     for counter in counters:
         name, packets, size = counter["name"], counter.get("packets", 0), counter.get("bytes", 0)
-        parts = name.split("/")
-        if len(parts) == 3:
-            opened.append((parts[0], parts[1], parts[2], packets, size))
-        elif name == "localhost/accept":
-            opened.append(("localhost", "any", "loopback", packets, size))
+        parsed = names.parse_action(name)
+        if parsed:
+            opened.append((*parsed, packets, size))
+        elif name == names.LOCALHOST_ACCEPT:
+            opened.append((LOCALHOST, "any", "loopback", packets, size))
         else:
             dropped.append((name, packets, size))
     return opened, dropped
-
-
-def format_rows(header: tuple[str, ...], rows: list[tuple]) -> str:
-    table = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)

@@ -10,7 +10,6 @@ its parents with the caller's environment, which root can read in /proc/PID/envi
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import itertools
 import os
@@ -18,10 +17,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
+from ..errors import EXIT_POLICY, NftcError
 from ..semantics import catalog
 from ..semantics.reach import decide, zone_segments
-from ..semantics.resolve import LOCALHOST, CheckedPolicy
-from ..semantics.zones import interfaces
+from ..semantics.resolve import CheckedPolicy
+from ..semantics.zones import zone_of
 
 DEFAULT_ADMIN_PORT = 22
 MAX_ANCESTORS = 64  # bounds the walk up the parents; sshd, shell, sudo, su, shell is a handful
@@ -37,8 +37,10 @@ class AdminEndpoint:
     origin: str
 
 
-class EndpointError(ValueError):
-    """--admin-from that is not ADDR, ADDR:PORT or [ADDR6]:PORT."""
+class EndpointError(NftcError):
+    """--admin-from that is not ADDR, ADDR:PORT or [ADDR6]:PORT: a usage error."""
+
+    exit_code = EXIT_POLICY
 
 
 def parse_admin_from(text: str) -> AdminEndpoint:
@@ -152,20 +154,6 @@ def ingress_interface(address) -> str | None:
         return None
     words = output.split()
     return words[words.index("dev") + 1] if "dev" in words[:-1] else None
-
-
-def zone_of(checked: CheckedPolicy, address, interface: str | None) -> str | None:
-    """The zone the ruleset sends a packet from `address` on `interface` to; None: no zone (dropped)."""
-    if address.is_loopback or interface == "lo":
-        return LOCALHOST
-    for zone in checked.zones:
-        if interface and any(fnmatch.fnmatchcase(interface, pattern) for pattern in interfaces(zone)):
-            return zone.name
-    value = int(address)
-    for interval in checked.intervals:
-        if interval.version == address.version and interval.first <= value <= interval.last:
-            return interval.zone
-    return None
 
 
 def lockout_problem(checked: CheckedPolicy, endpoint: AdminEndpoint, interface: str | None) -> str | None:

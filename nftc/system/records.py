@@ -14,9 +14,11 @@ import re
 import time
 from dataclasses import dataclass
 
-from .state import StateError
+from ..backend.render_nft import replace_header
+from .state import StateDir, StateError
 
 FAMILY = "inet"  # the only family nftc writes
+PENDING, APPLIED, SCRIPT = "pending.json", "applied.json", "applied.script"  # files of the state directory
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[0-9a-f]{16}")
 
@@ -33,7 +35,7 @@ class Target:
 
     def replace_header(self) -> str:
         """Create-if-missing then delete: the next lines of the same transaction build it anew."""
-        return f"table {self} {{}}\ndelete table {self}\n"
+        return replace_header(self.family, self.name)
 
 
 def target_from(data: dict, what: str) -> Target:
@@ -179,3 +181,20 @@ def pending_from(data: dict, what: str) -> Pending:
     return Pending(token, boot_id, _number(data.get("deadline"), what, "deadline"),
                    _number(data.get("deadline_wall"), what, "deadline_wall"), target_from(data, what),
                    _hex64(data.get("loaded_digest"), what, "loaded_digest"), pid)
+
+
+def read_applied(state: StateDir) -> Applied | None:
+    data = state.read_json(APPLIED)
+    return applied_from(data, state.file(APPLIED)) if data is not None else None
+
+
+def read_pending(state: StateDir) -> Pending | None:
+    data = state.read_json(PENDING)
+    return pending_from(data, state.file(PENDING)) if data is not None else None
+
+
+def read_pending_or_none(state: StateDir) -> Pending | None:
+    try:
+        return read_pending(state)
+    except StateError:
+        return None

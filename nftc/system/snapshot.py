@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import elements, live, records
+from ..backend import names
 from .records import Snapshot, TableState, Target
 from .state import StateDir, StateError, as_json
 
@@ -112,7 +113,7 @@ def _saved_elements(data: dict, record: Snapshot, what: str) -> dict[Target, tup
             raise StateError(f"{what}: elements are damaged")
         target = records.target_from(item, what)
         name = item.get("set")
-        if not record.knows(target) or not isinstance(name, str) or elements.dynamic_set_version(name) is None:
+        if not record.knows(target) or not isinstance(name, str) or names.dynamic_set_version(name) is None:
             raise StateError(f"{what}: elements name a set nftc does not own")
         out.setdefault(target, []).append(elements.from_saved(name, item.get("items")))
     return {target: tuple(sets) for target, sets in out.items()}

@@ -32,6 +32,8 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from ..errors import NftcError
+
 DEFAULT_STATE_DIR = "/var/lib/nftc"
 STATE_DIR_VARIABLE = "NFTC_STATE_DIR"
 HOST_LOCK_DIR = "/run/nftc"  # tmpfs, root's: one lock file per network namespace
@@ -41,7 +43,7 @@ _SHARED_WRITE = stat.S_IWGRP | stat.S_IWOTH
 _TEMPORARY = re.compile(r"\..+\.tmp(?P<pid>[0-9]+)")  # what `stage` writes: .NAME.tmpPID
 
 
-class StateError(Exception):
+class StateError(NftcError):
     """A state directory that cannot be used, or a lock that stayed taken; one line."""
 
 

@@ -1,0 +1,46 @@
+"""What the command families share: compiling a policy and printing its diagnostics, --strict, and the exit code
+of an interrupted command. It imports no other cli module."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ..errors import EXIT_INTERRUPTED
+
+
+def add_strict_option(command: argparse.ArgumentParser) -> None:
+    """--strict, for every command that compiles a policy to use it (compile, check, apply, diff)."""
+    command.add_argument("--strict", action="store_true",
+                         help="treat every warning as an error: print it as one and exit 2 before doing anything")
+
+
+def compiled(path: str, strict: bool = False):
+    """Compile, print warnings; on policy errors (and on warnings, when `strict`) print them all and return None.
+
+    Policy errors are the one kind of NftcError not left to `main`: they are drawn with their sources (the line
+    and a caret), which only this function holds."""
+    # imported here, not at the top: commands that compile nothing (catalog, confirm, status) start faster
+    from ..compiler import compile_policy
+    from ..language.diagnostics import PolicyError, as_error, render_diagnostics
+
+    sources: dict[str, str] = {}
+    try:
+        compilation = compile_policy(path, sources)
+    except PolicyError as exc:
+        print(render_diagnostics(exc.diagnostics, sources), file=sys.stderr)
+        return None
+    if compilation.warnings and strict:
+        print(render_diagnostics(map(as_error, compilation.warnings), sources), file=sys.stderr)
+        return None
+    if compilation.warnings:
+        print(render_diagnostics(compilation.warnings, sources), file=sys.stderr)
+    return compilation
+
+
+def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal, as a shell reports a command a signal stopped: 130 (EXIT_INTERRUPTED) for Ctrl-C, 143 for
+    a SIGTERM that a command turned into a KeyboardInterrupt carrying `signum` (the lab does, to tear itself
+    down)."""
+    return EXIT_INTERRUPTED - signal.SIGINT + getattr(exc, "signum", signal.SIGINT)

@@ -1,0 +1,4 @@
+chain output {
+	type filter hook output priority filter + 10; policy accept;
+	accept
+}

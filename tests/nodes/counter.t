@@ -1,0 +1,2 @@
+counter drop/no-zone {
+}

@@ -1,0 +1,1 @@
+limit rate 10/minute burst 5 packets

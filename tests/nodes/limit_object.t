@@ -1,0 +1,3 @@
+limit limit_r2 {
+	rate over 100/second burst 200 packets
+}

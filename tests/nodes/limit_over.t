@@ -1,0 +1,1 @@
+limit rate over 100/second burst 200 packets

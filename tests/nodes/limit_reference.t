@@ -1,0 +1,1 @@
+limit name "limit_r2"

@@ -1,0 +1,1 @@
+log prefix "zfw drop: r3 "

@@ -1,0 +1,1 @@
+icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }

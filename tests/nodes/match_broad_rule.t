@@ -1,0 +1,1 @@
+meta l4proto != { tcp, udp }

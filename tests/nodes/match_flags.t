@@ -1,0 +1,1 @@
+ct state established,related

@@ -1,0 +1,1 @@
+fib saddr . mark oif exists

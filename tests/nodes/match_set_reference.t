@@ -1,0 +1,1 @@
+ip saddr @dyn_admins_v4

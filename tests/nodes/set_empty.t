@@ -1,0 +1,3 @@
+set plain_v6 {
+	type ipv6_addr
+}

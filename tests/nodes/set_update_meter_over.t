@@ -1,0 +1,1 @@
+update @echo_v4 { ip saddr limit rate over 5/second burst 10 packets }

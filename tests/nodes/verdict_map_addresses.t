@@ -1,0 +1,1 @@
+ip saddr vmap @zones_v4

@@ -1,0 +1,1 @@
+iifname vmap @zones_iface

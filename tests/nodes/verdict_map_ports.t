@@ -1,0 +1,1 @@
+meta l4proto . th dport vmap @ports_lan
