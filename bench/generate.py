@@ -13,6 +13,7 @@ import random
 
 SEED = 4
 LAN_V4, LAN_V6 = "192.168.1.0/24", "fd00:1::/64"
+OTHER_LAN_V4 = "192.168.2.0/24"  # the LAN of a policy's variant
 INTERNET_CLIENT = {4: "203.0.113.10", 6: "2001:db8:ffff::10"}
 LAN_CLIENT = {4: "192.168.1.10", 6: "fd00:1::10"}
 SERVER = {4: "198.18.0.1", 6: "fd00:ffff::1"}
@@ -91,6 +92,18 @@ allow lan      -> zimbra.public
 allow lan      -> zimbra.admin, ssh
 deny  blocklist -> zimbra.public
 """)
+
+
+def variant(policy: str, directory: str) -> str:
+    """`policy` with its LAN moved from LAN_V4 to OTHER_LAN_V4, written into `directory` (beside the address files
+    a generated policy names): a ruleset of the same size that differs in one element, so that loading one after
+    the other always changes the table, and no apply between them may be skipped as unchanged."""
+    with open(policy, encoding="utf-8") as handle:
+        text = handle.read()
+    if LAN_V4 not in text:
+        raise ValueError(f"{policy} has no LAN {LAN_V4} to move")
+    stem, extension = os.path.splitext(os.path.basename(policy))
+    return _write(os.path.join(directory, f"{stem}-variant{extension}"), text.replace(LAN_V4, OTHER_LAN_V4))
 
 
 def add_elements_script(table: str, set_name: str, elements: list[str]) -> str:

@@ -31,24 +31,35 @@ def timed_jobs(namespace: str | None, rounds: int, jobs: list[dict]) -> dict[str
     request = json.dumps({"rounds": rounds, "jobs": jobs})
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
     result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "measure.py"))], input=request,
-                            capture_output=True, text=True, timeout=1800, env=netns.without_admin_session(), cwd=child.CWD)
+                            capture_output=True, text=True, timeout=1800, env=netns.without_admin_session(),
+                            cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"timed jobs failed in {namespace}: {result.stderr.strip()[-600:]}")
     return {name: [Sample(**s) for s in runs] for name, runs in json.loads(result.stdout).items()}
 
 
-def profile(namespace: str | None, nftc_args: list[str], top: int = 12) -> dict | None:
-    """pyinstrument's view of one nftc command (None when pyinstrument is not installed)."""
+def profile(namespace: str | None, parent: str, nftc_args: list[str], top: int = 12) -> dict | None:
+    """pyinstrument's view of one nftc command, run from the nftc package in folder `parent` (the installed copy);
+    None when pyinstrument is not installed."""
     try:
         import pyinstrument  # noqa: F401
     except ImportError:
         return None
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    result = subprocess.run([*prefix, *child.python(os.path.join(BENCH, "profile.py"), str(top), "--", *nftc_args)],
-                            capture_output=True, text=True, timeout=1800, env=netns.without_admin_session(), cwd=child.CWD)
+    script = child.python(os.path.join(BENCH, "profile.py"), parent, str(top), "--", *nftc_args)
+    result = subprocess.run([*prefix, *script], capture_output=True, text=True, timeout=1800,
+                            env=netns.without_admin_session(), cwd=child.CWD)
     if result.returncode != 0:
         raise RuntimeError(f"profiling nftc {' '.join(nftc_args)} failed: {result.stderr.strip()[-600:]}")
-    return json.loads(result.stdout)
+    found = json.loads(result.stdout)
+    if not found["nftc_file"].startswith(parent.rstrip("/") + "/"):
+        raise RuntimeError(f"the profile ran {found['nftc_file']}, not the installed nftc in {parent}")
+    return found
+
+
+def generation(namespace: str) -> int:
+    """The namespace's nftables generation id (bench/generation.py): it grows by one per committed transaction."""
+    return int(in_namespace(namespace, *child.python(os.path.join(BENCH, "generation.py"))))
 
 
 def in_namespace(namespace: str, *argv: str, input: str | None = None, timeout: float = 600) -> str:

@@ -9,6 +9,24 @@ import subprocess
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Target:
+    """One row of issue 9's table of targets: what is measured, its figure before the issue, the goal, today's."""
+
+    workload: str
+    before: str
+    goal: str
+    measured: str
+    met: bool
+
+    def row(self) -> list[str]:
+        return [self.workload, self.before, self.goal, self.measured, verdict(self.met)]
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
 @dataclass
 class Section:
     """One workload's result: a heading, the commands it timed, one or more tables, and what they mean."""
@@ -17,7 +35,8 @@ class Section:
     commands: list[str] = field(default_factory=list)
     tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    profiles: list[tuple[str, dict]] = field(default_factory=list)
+    profiles: list[tuple[str, dict | None]] = field(default_factory=list)  # None: pyinstrument is not installed
+    targets: list[Target] = field(default_factory=list)  # shown again, together, at the top of the document
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         self.tables.append((headers, rows))
@@ -29,7 +48,10 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def profile_text(title: str, profile: dict) -> str:
+def profile_text(title: str, profile: dict | None) -> str:
+    if profile is None:
+        return (f"Profile: {title}: not taken, pyinstrument is not installed "
+                "(`.venv/bin/python -m pip install pyinstrument`).")
     lines = [f"Profile: {title} ({profile['seconds']} s under pyinstrument). Most self time:", ""]
     lines += [f"    {seconds:7.3f} s  {name}" for seconds, name in profile["top"]]
     lines += ["", "nftc functions by cumulative time:", ""]
@@ -64,13 +86,31 @@ def machine() -> list[str]:
             f"- python: {platform.python_version()} ({platform.python_implementation()})"]
 
 
-def document(sections: list[Section], command: str, mode: str) -> str:
+PEER = ("Peer, for scale (quoted from issue 9, measured elsewhere on this kind of machine, not by this benchmark: "
+        "foomuuri is not installable here, being neither in Debian 12 nor on PyPI): foomuuri 0.33 `start` of a "
+        "single-server policy 121 ms = 5.0x `nft -f`; with 200k addresses `start` 3.1 s against 2.5 s for its "
+        "`nft -f` (1.24x); compile only, 200k addresses, 0.55 s; `reload` keeping a 200k set 12.8 s.")
+
+
+def targets_text(sections: list[Section]) -> str:
+    """Every target of the run in one table (each also stands in its workload's section, with its profile)."""
+    rows = [target.row() for section in sections for target in section.targets]
+    return "\n\n".join(["## Targets (issue 9)",
+                         markdown_table(["workload", "before issue 9", "target", "measured", ""], rows), PEER])
+
+
+def document(sections: list[Section], command: str, mode: str, installed: str) -> str:
     header = ["# nftc benchmarks", "",
               "Written by `bench/run.py`; do not edit by hand. Regenerate with:", "",
               f"    {command}", "",
-              *machine(), f"- mode: {mode}", "",
+              *machine(), f"- mode: {mode}", f"- {installed}", "",
               "Every kernel measurement runs in throwaway network namespaces wired only to each other. Commands "
               "compared in one table run side by side in the same run, alternating, one round after another; "
               "figures are the median and, in parentheses, the minimum-maximum over the rounds. Times are wall "
-              "times of the whole process (Python start-up included), measured from inside the namespace."]
-    return "\n".join(header) + "\n\n" + "\n\n".join(section_text(s) for s in sections) + "\n"
+              "times of the whole process (Python start-up included), measured from inside the namespace. nftc "
+              "runs as a user runs it: installed with pip and bytecode compiled, not from this checkout (whose "
+              "sources would be recompiled in every process where PYTHONDONTWRITEBYTECODE is set); a child started "
+              "as the workloads start theirs is checked (`python -v`) to load every nftc module from that "
+              "folder's .pyc files."]
+    body = [targets_text(sections), *(section_text(s) for s in sections)]
+    return "\n".join(header) + "\n\n" + "\n\n".join(body) + "\n"

@@ -7,7 +7,8 @@
 - CHECKS: plain functions of the resolved policy, each returning diagnostics; all run, in order, and every
   error is collected before compilation stops, so one run shows the author all of them;
 - lower (`nftc.backend.lower`): the checked policy -> the nftables IR;
-- stamp: the table's comment names the policy and the sha256 of the ruleset, so apply and status recognise it.
+- stamp: the comments of the table and of its input chain name the policy and the sha256 of the ruleset, so
+  apply and status recognise it.
 
 Each stage raises `PolicyError` with all it found; the CLI renders it (docs/architecture.md: the whole flow).
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, MutableMapping, Sequence
 
 from . import __version__
-from .backend import ir
+from .backend import ir, names
 from .backend.lower import lower_policy
 from .backend.render_nft import render_nft
 from .language.diagnostics import Diagnostic, PolicyError
@@ -77,7 +78,15 @@ def _compile(path: str, sources: MutableMapping[str, str]) -> Compilation:
     comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
     assert len(comment) <= MAX_COMMENT, comment
     warnings = checked.warnings + tuple(d for d in found if d.severity != "error")
-    return Compilation(checked, dataclasses.replace(table, comment=comment), digest, warnings)
+    return Compilation(checked, _stamped(table, comment), digest, warnings)
+
+
+def _stamped(table: ir.Table, marker: str) -> ir.Table:
+    """The marker on the table and on its input chain. The table's comment is set when the table is created and
+    the kernel never changes it; the input chain is made anew by every apply, also one that keeps the table and
+    its dynamic sets in place (nftc.system.transaction), so apply and status read the digest from the chain."""
+    chains = tuple(dataclasses.replace(c, comment=marker) if c.name == names.INPUT_CHAIN else c for c in table.chains)
+    return dataclasses.replace(table, comment=marker, chains=chains)
 
 
 def run_checks(checked: CheckedPolicy) -> tuple[Diagnostic, ...]:

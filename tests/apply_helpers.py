@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import pathlib
-import re
 import subprocess
 import sys
 import time
@@ -55,16 +54,18 @@ class Server:
 
     def faulty(self, faults: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
         """nftc with a fault injected by tests/faulty_nftc.py (the installed tool obeys no fault variable)."""
-        return self.lab.exec(self.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", str(FAULTY), *faults, "--",
+        return self.lab.exec(self.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", "-B", str(FAULTY), *faults, "--",
                              *args, "--state-dir", str(self.state), check=False, timeout=120)
 
     def nft(self, *args: str, input: str | None = None) -> str:
         return self.lab.exec(self.ns, "nft", *args, input=input).stdout
 
     def digest(self) -> str | None:
-        listing = self.lab.exec(self.ns, "nft", "list", "table", "inet", "zfw", check=False).stdout
-        found = re.search(r"sha256:([0-9a-f]{64})", listing)
-        return found.group(1) if found else None
+        """The digest nftc's marker carries: the input chain's comment (the table's keeps the digest of the apply
+        that created the table, when later applies kept it and its dynamic sets in place)."""
+        from nftc.system import live
+
+        return live.digest(self.lab.exec(self.ns, "nft", "list", "table", "inet", "zfw", check=False).stdout)
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_rollback_happens_even_when_apply_and_its_session_are_killed(server):
     site = server.policy("site.zfw", SITE)
     assert server.nftc("apply", str(MINIMAL)).returncode == 0
     apply = subprocess.Popen(
-        ["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", str(FAULTY),
+        ["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", "-B", str(FAULTY),
          "--pause-after-load", "60", "--", "apply", site, "--confirm", "2", "--state-dir", str(server.state)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -263,7 +263,7 @@ def test_dynamic_elements_survive_a_reload(server):
     server.nft("add", "element", "inet", "zfw", "dyn_blocklist_v6", "{ 2001:db8::66 }")
     reload = server.nftc("apply", server.policy("site2.zfw", SITE_WITH_IMAP))
     assert reload.returncode == 0, reload.stderr
-    assert "3 dynamic elements carried over" in reload.stdout
+    assert "dynamic sets kept in place with their elements: dyn_blocklist_v4, dyn_blocklist_v6" in reload.stdout
     assert server.digest() == compiled_digest(str(server.dir / "site2.zfw"))
     v4 = server.nft("list", "set", "inet", "zfw", "dyn_blocklist_v4")
     assert "192.0.2.66" in v4 and "198.18.0.0/15" in v4

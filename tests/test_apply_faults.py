@@ -51,7 +51,7 @@ def old_and_new(server: Server) -> tuple[str, str]:
 def start_apply(server: Server, policy: str, *options: str, faults: tuple[str, ...] = ()) -> subprocess.Popen:
     """`nftc apply` in the namespace, in a session of its own so one killpg reaches every process of it."""
     program = [str(FAULTY), *faults, "--"] if faults else ["-m", "nftc"]
-    return subprocess.Popen(["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I",
+    return subprocess.Popen(["ip", "netns", "exec", server.ns, "env", "-u", "SSH_CONNECTION", sys.executable, "-I", "-B",
                              *program, "apply", policy, *options, "--state-dir", str(server.state)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

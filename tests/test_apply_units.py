@@ -29,7 +29,7 @@ def test_a_dynamic_zone_is_looked_up_before_the_zone_maps():
     text = render_nft(compile_text(DYNAMIC).table)
     assert "\tset dyn_blocklist_v4 {" in text and "\tset dyn_blocklist_v6 {" in text
     dynamic = text.index("ip saddr @dyn_blocklist_v4 goto zone_blocklist")
-    assert dynamic < text.index("ip saddr vmap @zones_v4")
+    assert dynamic < text.index("meta nfproto ipv4 goto zone_internet")  # only `any`: no map, the fallback
 
 
 LISTING = """\

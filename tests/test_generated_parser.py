@@ -34,7 +34,7 @@ def _recorded(field: str) -> str:
 def _parse_in_child(tmp_path: pathlib.Path, prelude: str = "") -> subprocess.CompletedProcess:
     """A fresh interpreter, HOME and XDG_CACHE_HOME in tmp_path, parses POLICY (after `prelude`)."""
     environment = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    return subprocess.run([sys.executable, "-c", prelude + PARSE], input=POLICY, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-B", "-c", prelude + PARSE], input=POLICY, capture_output=True, text=True,
                           env=environment, cwd=CWD, timeout=60)
 
 

@@ -80,7 +80,7 @@ def _invocation(mode: str, folder: pathlib.Path) -> tuple[list[str], dict[str, s
     the test is that nftc's children ignore them although they inherit them."""
     if mode == "cwd":
         return [str(CONSOLE_SCRIPT)], _environment()
-    return [sys.executable, "-I", str(CONSOLE_SCRIPT)], _hostile_environment(folder)
+    return [sys.executable, "-I", "-B", str(CONSOLE_SCRIPT)], _hostile_environment(folder)
 
 
 def _imports(marker: pathlib.Path) -> str:
@@ -106,7 +106,7 @@ def test_item1_a_child_runs_the_nftc_its_parent_runs(tmp_path):
     init.write_text(init.read_text().replace(f'"{nftc.__version__}"', '"0.0.copy"'))
     code = ("import subprocess, sys; sys.path.insert(0, sys.argv[1]); from nftc.system import child; "
             "sys.exit(subprocess.run(child.python_module('nftc', '--version'), cwd=child.CWD).returncode)")
-    result = subprocess.run([sys.executable, "-I", "-c", code, str(copy)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-I", "-B", "-c", code, str(copy)], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout == "nftc 0.0.copy\n", result.stderr
 

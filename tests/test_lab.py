@@ -195,7 +195,7 @@ def test_cli_exits_non_zero_on_a_mismatch_and_zero_when_the_kernel_agrees(tmp_pa
     loose = tmp_path / "loose.zfw"  # what the kernel gets: ssh open to the internet, which minimal.zfw drops
     loose.write_text(open(MINIMAL).read().replace("allow internet -> smtp, submission",
                                                   "allow internet -> smtp, submission, ssh"))
-    bad = subprocess.run([sys.executable, "-I", FAULTY, "--lab-loads", str(loose), "--", "lab", "--json", MINIMAL],
+    bad = subprocess.run([sys.executable, "-I", "-B", FAULTY, "--lab-loads", str(loose), "--", "lab", "--json", MINIMAL],
                          capture_output=True, text=True, timeout=300, cwd="/")
     assert bad.returncode == 1, bad.stderr
     document = json.loads(bad.stdout)

@@ -101,7 +101,7 @@ def _need(tool: str) -> str:
 
 
 def _apply(server, policy: str) -> list[str]:
-    return [sys.executable, "-I", "-m", "nftc", "apply", policy, "--state-dir", str(server.state)]
+    return [sys.executable, "-I", "-B", "-m", "nftc", "apply", policy, "--state-dir", str(server.state)]
 
 
 def _run(server, *command: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import pathlib
+import socket
 import typing
 
 import pytest
@@ -44,6 +46,7 @@ CONTAINERS = {
     ir.LimitObject: "Table.limits",
     ir.Set: "Table.sets",
     ir.Element: "Set.elements",
+    ir.AddressIntervals: "Set.elements (instead of a tuple of Element)",
     ir.Chain: "Table.chains",
     ir.Hook: "Chain.hook",
     ir.Rule: "Chain.rules",
@@ -191,6 +194,13 @@ CASES: dict[str, typing.Any] = {
     "map_addresses": ir.Set("zones_v4", "ipv4_addr", (
         ir.Element(ir.Range("0.0.0.0", "9.255.255.255"), GOTO), ir.Element(ir.Prefix("10.0.0.0", 8), GOTO),
         ir.Element("192.168.1.7", GOTO)), interval=True, is_map=True, comment="source -> most specific zone"),
+    "map_address_intervals": ir.Set("zones_v4", "ipv4_addr", ir.AddressIntervals(4, (
+        0, 167772160, 3232235783, 3232235785), (167772159, 184549375, 3232235783, 3232235788),
+        ("target", "target", "target", "target")), interval=True, is_map=True, comment="source -> most specific zone"),
+    "map_address_intervals_v6": ir.Set("zones_v6", "ipv6_addr", ir.AddressIntervals(6, (
+        1, (0xffff << 32) + (127 << 24), 0xfd000000000000000000000000000000),
+        (1, (0xffff << 32) + (127 << 24) + 255, 0xfd0000000000000000000000000000ff), ("target",) * 3),
+        interval=True, is_map=True),
     "map_interfaces": ir.Set("zones_iface", "ifname", (ir.Element("eth9", GOTO), ir.Element("vlan*", GOTO)),
                              interval=True, is_map=True, comment="interface -> zone"),
     "map_ports": ir.Set("ports_lan", "inet_proto . inet_service", (
@@ -210,6 +220,39 @@ CASES: dict[str, typing.Any] = {
                                           ir.Rule((ir.CounterRef("drop/no-zone"), ir.Verdict("drop")))),
                                 ir.Hook("input", 0, "drop")),)),
 }
+
+
+def as_elements(intervals: ir.AddressIntervals) -> tuple[ir.Element, ...]:
+    """The Elements an AddressIntervals stands for, made the slow way: ipaddress decides address, prefix or
+    range, one object per interval; addresses in the C library's text form (::ffff:127.0.0.1, not ::ffff:7f00:1)."""
+    kind = ipaddress.IPv4Address if intervals.version == 4 else ipaddress.IPv6Address
+    family = socket.AF_INET if intervals.version == 4 else socket.AF_INET6
+
+    def text(value: int) -> str:
+        return socket.inet_ntop(family, kind(value).packed)
+
+    elements = []
+    for first, last, target in zip(intervals.firsts, intervals.lasts, intervals.targets):
+        networks = list(ipaddress.summarize_address_range(kind(first), kind(last)))
+        if len(networks) > 1:
+            key = ir.Range(text(first), text(last))
+        elif networks[0].prefixlen == networks[0].max_prefixlen:
+            key = text(first)
+        else:
+            key = ir.Prefix(text(first), networks[0].prefixlen)
+        elements.append(ir.Element(key, ir.Verdict("goto", target)))
+    return tuple(elements)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if isinstance(getattr(CASES[c], "elements", ()),
+                                                                  ir.AddressIntervals)])
+@pytest.mark.parametrize("renderer", (render_nft.render_nft, render_json.render_json), ids=lambda r: r.__name__)
+def test_issue9_address_intervals_render_as_the_elements_they_stand_for(case, renderer):
+    """Issue 9: a zone map is one node of integer tuples, not one Element per interval; each renderer writes it
+    as it would write those Elements."""
+    node = CASES[case]
+    slow = dataclasses.replace(node, elements=as_elements(node.elements))
+    assert renderer(placed(node)) == renderer(placed(slow))
 
 
 def nft_text(node) -> str:
@@ -259,6 +302,7 @@ SUPPORT = ir.Table("inet", "nodes", "", (ir.Counter("lan/ssh/r1"), ir.Counter("d
                    (ir.Set("dyn_admins_v4", "ipv4_addr", interval=True),
                     ir.Set("echo_v4", "ipv4_addr", dynamic=True, size=65535, timeout="1m"),
                     ir.Set("zones_v4", "ipv4_addr", interval=True, is_map=True),
+                    ir.Set("zones_v6", "ipv6_addr", interval=True, is_map=True),
                     ir.Set("zones_iface", "ifname", interval=True, is_map=True),
                     ir.Set("ports_lan", "inet_proto . inet_service", interval=True, is_map=True)),
                    # a rule updates the meter, so nft marks it dynamic from text and from JSON alike

@@ -303,8 +303,9 @@ def test_address_file_is_read_relative_to_the_policy_with_comments_and_blank_lin
         "# partner relays\n\n203.0.113.0/28   # relay A\n  2001:db8::/48\r\n198.51.100.7\n")
     (tmp_path / "p.zfw").write_text('zone partners = file "lists/partners.txt"\n')
     (zone,) = load_policy(str(tmp_path / "p.zfw"), {}).zones
-    assert zone == m.Zone("partners", (m.FileSource("lists/partners.txt", (
-        net("203.0.113.0/28"), net("2001:db8::/48"), net("198.51.100.7/32"))),))
+    assert zone == m.Zone("partners", (m.FileSource("lists/partners.txt", m.AddressList(
+        (m.pack(net("203.0.113.0/28")), m.pack(net("198.51.100.7/32"))), (m.pack(net("2001:db8::/48")),))),))
+    assert list(zone.sources[0].networks) == [net("203.0.113.0/28"), net("198.51.100.7/32"), net("2001:db8::/48")]
 
 
 def test_policy_without_settings_gets_the_defaults(tmp_path):

@@ -2,10 +2,10 @@
 
 The path of a new connection: loopback, anti-spoofing (loopback sources off `lo`, then the reverse-path check),
 UDP 11211, ping (per source), conntrack, ICMP errors, one lookup in an interface map and one in an address
-interval map (-> the zone's chain), one lookup in the zone's port map (protocol . port -> the chain of the rule
-and service that decide it), then that chain's counter and verdict. The zone's port map is built from
-`reach.zone_segments`, the same first-match walk the assertions are proved with, so what the kernel does and what
-nftc proves are one computation. No path grows with the number of rules, ports or addresses.
+interval map (-> the zone's chain; a source the map does not hold goes to the zone of `any`), one lookup in the
+zone's port map (protocol . port -> the chain of the rule and service that decide it), then that chain's counter
+and verdict. The zone's port map is built from `reach.zone_segments`, the same first-match walk the assertions
+are proved with, so what the kernel does and what nftc proves are one computation. No path grows with the number of rules, ports or addresses.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..semantics import ports
 from ..language.model import PROTOCOLS
 from ..semantics.reach import Decision, Segment, verdict_of, zone_segments
 from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
-from ..semantics.zones import BITS, Interval, interfaces
+from ..semantics.zones import interfaces
 
 ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
@@ -40,17 +40,19 @@ class Family:
 
     version: int
     protocol: str  # the payload protocol: ip, ip6
+    nfproto: str  # as `meta nfproto` names it: ipv4, ipv6
     key_type: str  # of a set of its addresses
     icmp: str  # its ICMP: icmp, icmpv6
     loopback: tuple[str | ir.Prefix, ...]  # sources that only ever come from the machine itself
 
 
 FAMILIES = (
-    Family(4, "ip", "ipv4_addr", "icmp", (ir.Prefix("127.0.0.0", 8),)),
+    Family(4, "ip", "ipv4", "ipv4_addr", "icmp", (ir.Prefix("127.0.0.0", 8),)),
     # ::1, and IPv4 loopback written in IPv6: IPv4-mapped (a dual-stack socket reports ::ffff:127.0.0.1 as
     # 127.0.0.1) and the deprecated IPv4-compatible form (RFC 4291 2.5.5.1). The kernel drops ::1 off `lo`
     # itself, but lets both others through.
-    Family(6, "ip6", "ipv6_addr", "icmpv6", ("::1", ir.Prefix("::ffff:127.0.0.0", 104), ir.Prefix("::127.0.0.0", 104))),
+    Family(6, "ip6", "ipv6", "ipv6_addr", "icmpv6",
+           ("::1", ir.Prefix("::ffff:127.0.0.0", 104), ir.Prefix("::127.0.0.0", 104))),
 )
 
 
@@ -250,25 +252,29 @@ def _dispatch_rules(b: _Builder) -> list[ir.Rule]:
             comment="interface -> zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Meta("iifname"), names.INTERFACE_MAP),), "zones by interface"))
     for family in FAMILIES:
-        intervals = [i for i in b.checked.intervals if i.version == family.version]
-        if not intervals:
-            continue
-        name = names.zone_map(family.version)
-        b.sets[name] = ir.Set(name, family.key_type, tuple(
-            ir.Element(_address_key(i), ir.Verdict("goto", names.zone_chain(i.zone))) for i in intervals),
-            interval=True, is_map=True, comment="source -> most specific zone")
-        rules.append(ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),
-                             f"zones by IPv{family.version} source"))
+        rules += _address_rules(b, family)
     return rules
 
 
-def _address_key(interval: Interval) -> str | ir.Prefix | ir.Range:
-    length = interval.prefix_length()
-    if length is None:
-        return ir.Range(interval.address(interval.first), interval.address(interval.last))
-    if length == BITS[interval.version]:
-        return interval.address(interval.first)
-    return ir.Prefix(interval.address(interval.first), length)
+def _address_rules(b: _Builder, family: Family) -> list[ir.Rule]:
+    """One lookup in the family's interval map (every zone but the one of `any`), then, for a source the map does
+    not hold, the zone of `any`: the map holds about one interval per network, not also every gap between them."""
+    addresses = b.checked.address_map(family.version)
+    rules = []
+    if addresses.firsts:
+        name = names.zone_map(family.version)
+        chains = {zone: names.zone_chain(zone) for zone in set(addresses.zones)}
+        elements = ir.AddressIntervals(family.version, addresses.firsts, addresses.lasts,
+                                       tuple(map(chains.__getitem__, addresses.zones)))
+        b.sets[name] = ir.Set(name, family.key_type, elements, interval=True, is_map=True,
+                              comment="source -> most specific zone")
+        rules.append(ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),
+                             f"zones by IPv{family.version} source"))
+    if addresses.fallback is not None:
+        rules.append(ir.Rule((ir.Match(ir.Meta("nfproto"), family.nfproto),
+                              ir.Verdict("goto", names.zone_chain(addresses.fallback))),
+                             _comment(f"IPv{family.version} source in no other zone: zone {addresses.fallback}")))
+    return rules
 
 
 def _zone_chain(b: _Builder, zone: str, protected: dict[str, ir.SetRef | None]) -> ir.Chain:

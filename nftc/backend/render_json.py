@@ -76,7 +76,7 @@ def _set(s: ir.Set) -> dict[str, Any]:
         body["timeout"] = _seconds(s.timeout)
     body.update(_comment(s.comment))
     if s.elements:
-        body["elem"] = [_element(e) for e in s.elements]
+        body["elem"] = _elements(s.elements)
     return {"map" if s.is_map else "set": body}
 
 
@@ -85,9 +85,27 @@ def _seconds(timeout: str) -> int:
     return int(timeout[:-1]) * units[timeout[-1]]
 
 
+def _elements(elements: tuple[ir.Element, ...] | ir.AddressIntervals) -> list[Any]:
+    if isinstance(elements, ir.AddressIntervals):
+        return _address_intervals(elements)
+    return [_element(e) for e in elements]
+
+
 def _element(element: ir.Element) -> Any:
     key = render_node(element.key)
     return [key, render_node(element.verdict)] if element.verdict else key
+
+
+def _address_intervals(node: ir.AddressIntervals) -> list[Any]:
+    """Each interval as an Element of it renders: an address, an ir.Prefix or an ir.Range, then its goto."""
+    lengths = node.prefix_lengths()
+    range_ends = node.addresses(last for last, length in zip(node.lasts, lengths) if length is None)
+    verdicts = {target: render_node(ir.Verdict("goto", target)) for target in set(node.targets)}
+    bits = node.bits
+    keys = [first if length == bits else render_node(ir.Prefix(first, length)) if length is not None
+            else render_node(ir.Range(first, next(range_ends)))
+            for first, length in zip(node.addresses(node.firsts), lengths)]
+    return [[key, verdicts[target]] for key, target in zip(keys, node.targets)]
 
 
 def _chain(chain: ir.Chain) -> dict[str, Any]:
@@ -175,6 +193,7 @@ CONTAINERS: dict[type, Callable[[Any], Any]] = {
     ir.LimitObject: _limit_object,
     ir.Set: _set,
     ir.Element: _element,
+    ir.AddressIntervals: _address_intervals,
     ir.Chain: _chain,
     ir.Hook: _hook,
     ir.Rule: _rule,

@@ -10,6 +10,9 @@ block starts at column 0); the parent indents it.
 
 from __future__ import annotations
 
+import functools
+from itertools import compress, count, repeat
+from operator import add, is_
 from typing import Any, Callable
 
 from . import ir
@@ -82,16 +85,39 @@ def _set(s: ir.Set) -> str:
     if s.comment:
         lines.append(f"\tcomment {_quote(s.comment)}")
     if s.elements:
-        quote = s.key_type == "ifname"
-        items = [_element(e, quote) for e in s.elements]
-        lines.append("\telements = { " + ",\n\t\t     ".join(items) + " }")
+        lines.append("\telements = { " + _elements(s.elements, quote=s.key_type == "ifname") + " }")
     lines.append("}")
     return "\n".join(lines)
+
+
+_ELEMENT_SEPARATOR = ",\n\t\t     "  # one element a line, aligned under the first
+
+
+def _elements(elements: tuple[ir.Element, ...] | ir.AddressIntervals, quote: bool) -> str:
+    if isinstance(elements, ir.AddressIntervals):
+        return _address_intervals(elements)
+    return _ELEMENT_SEPARATOR.join(_element(e, quote) for e in elements)
 
 
 def _element(element: ir.Element, quote: bool = False) -> str:
     key = render_node(element.key, quote)
     return f"{key} : {render_node(element.verdict)}" if element.verdict else key
+
+
+@functools.lru_cache(maxsize=2)
+def _address_intervals(node: ir.AddressIntervals) -> str:
+    """Each interval as an Element of it renders: its key as an address, an ir.Prefix or an ir.Range is written
+    (tests/test_nodes.py compares the two), then its goto; without an object per interval. Cached: a compile
+    renders its table twice (for its digest, then to print or load it), and 10^5 intervals take 0.1 s."""
+    lengths = node.prefix_lengths()
+    suffixes = {length: "" if length == node.bits else f"/{length}" for length in range(node.bits + 1)}
+    suffixes[None] = "-"  # a range: its last address follows
+    keys = list(map(add, node.addresses(node.firsts), map(suffixes.__getitem__, lengths)))
+    ranges = list(compress(count(), map(is_, lengths, repeat(None))))
+    for index, last in zip(ranges, node.addresses(node.lasts[i] for i in ranges)):
+        keys[index] += last
+    verdicts = {target: f" : {render_node(ir.Verdict('goto', target))}" for target in set(node.targets)}
+    return _ELEMENT_SEPARATOR.join(map(add, keys, map(verdicts.__getitem__, node.targets)))
 
 
 def _chain(chain: ir.Chain) -> str:
@@ -210,6 +236,7 @@ CONTAINERS: dict[type, Callable[[Any], str]] = {
     ir.LimitObject: _limit_object,
     ir.Set: _set,
     ir.Element: _element,
+    ir.AddressIntervals: _address_intervals,
     ir.Chain: _chain,
     ir.Hook: _hook,
     ir.Rule: render_rule,

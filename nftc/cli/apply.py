@@ -72,25 +72,81 @@ def _state(args):
 
 
 def _apply(args) -> int:
-    from ..system.apply import compiled_from
-
+    """Compile and load; or, when nothing the policy was compiled from changed, load the recorded script without
+    compiling (unless the lockout guard has an address to check), or nothing at all when the live table already
+    is it (README, "Applying a policy"; nftc.system.reapply)."""
     state = _state(args)
+    admin_from = _admin_from(args.admin_from) if args.admin_from else None  # a usage error before anything
     if args.boot and _rolled_back_at_boot(args, state):
         return EXIT_FAILURE
-    compilation = compiled(args.policy, args.strict)
-    if compilation is None:
-        return _apply_last(args, state) if args.boot else EXIT_POLICY
-    refusal = _lockout(args, compilation.checked)
+    policy = os.path.abspath(args.policy)
+    recorded = _recorded(state, policy, args.strict)
+    quiet = not (args.confirm or args.force or admin_from)  # --admin-from: a check was asked for; it compiles
+    if recorded and quiet and _said_unchanged(state, recorded[0], args.policy):
+        return EXIT_OK
+    fresh = None if recorded else _compiled_fresh(args, state, policy)
+    if isinstance(fresh, int):
+        return fresh
+    endpoint = admin_from or _admin_in_environment()
+    if fresh is None and endpoint is not None:  # the lockout guard needs the checked policy: compile after all
+        fresh = _compiled_fresh(args, state, policy)
+        if isinstance(fresh, int):
+            return fresh
+    if fresh is None:  # the recorded script is what the compile would give, and the guard has nothing to check
+        from ..system.apply import recorded_compiled
+        return _report(args, state, _load(state, recorded_compiled(*recorded), args), args.policy)
+    refusal = _lockout(args, fresh[0].checked, endpoint)
     if refusal:
         print(f"nftc: apply: refusing: {refusal} (or use --force)", file=sys.stderr)
         return EXIT_POLICY
-    return _report(args, state, _load(state, compiled_from(compilation, os.path.abspath(args.policy)), args),
-                   args.policy)
+    return _report(args, state, _load(state, _to_load(args, policy, *fresh), args), args.policy)
+
+
+def _admin_from(text: str):
+    from ..system.lockout import parse_admin_from
+    return parse_admin_from(text)
+
+
+def _to_load(args, policy: str, compilation, sources):
+    """What apply loads of a fresh compilation, with what it was compiled from (the next apply may skip it)."""
+    from ..system.apply import compiled_from
+    from ..system.reapply import provenance
+    return compiled_from(compilation, policy, provenance(sources, args.strict, len(compilation.warnings)))
+
+
+def _compiled_fresh(args, state, policy: str):
+    """(compilation, sources read), or the exit code when the policy does not compile (at boot: the last applied
+    ruleset is loaded instead)."""
+    sources: dict[str, str] = {}
+    compilation = compiled(args.policy, args.strict, sources)
+    if compilation is None:
+        return _apply_last(args, state) if args.boot else EXIT_POLICY
+    return compilation, sources
 
 
 def _load(state, compiled, args):
     from ..system.apply import apply_table
     return apply_table(state, compiled, args.confirm, args.wait)
+
+
+def _recorded(state, policy: str, strict: bool):
+    """The applied record and script when compiling `policy` now would give them (no compile: reapply.py)."""
+    from ..system.reapply import recorded
+    return recorded(state, policy, strict)
+
+
+def _said_unchanged(state, applied, policy: str) -> bool:
+    """The live table already is this policy, untouched: say so, load nothing. The lockout guard has nothing to
+    check either: the admin is connected through this very table."""
+    from ..system.drift import Drift, elements_note
+    from ..system.reapply import unchanged
+
+    same = unchanged(state, applied)
+    if same is None:
+        return False
+    print(f"unchanged: table {applied.target} sha256:{applied.digest[:16]} ({policy})"
+          + ("" if same.elements_checked else f"; {elements_note(Drift('none', (), False, applied.elements))}"))
+    return True
 
 
 def _rolled_back_at_boot(args, state) -> bool:
@@ -127,6 +183,8 @@ def _apply_last(args, state) -> int:
 
 
 def _report(args, state, outcome, policy: str) -> int:
+    from ..system.drift import elements_note
+
     for target in outcome.removed:
         print(f"removed nftc's earlier table {target} (the policy now names table {outcome.target})")
     if outcome.discarded:
@@ -134,11 +192,17 @@ def _report(args, state, outcome, policy: str) -> int:
               f"{outcome.target} (drift):", file=sys.stderr)
         for line in outcome.discarded[:MAX_SHOWN]:
             print(f"  {line}", file=sys.stderr)
+    if outcome.drift is not None and not outcome.drift.elements_checked:
+        print(f"nftc: apply: note: hand edits of table {outcome.target} were looked for in its rules and sets' "
+              f"definitions; {elements_note(outcome.drift)}", file=sys.stderr)
     if outcome.left_behind:
         print(f"nftc: apply: warning: {outcome.left_behind} dynamic elements were not addresses nftc can read "
               "and were not carried over", file=sys.stderr)
+    for note in outcome.notes:
+        print(f"nftc: apply: warning: {note}", file=sys.stderr)
     print(f"applied {policy}: table {outcome.target} sha256:{outcome.digest[:16]}"
-          + (f", {outcome.carried} dynamic elements carried over" if outcome.carried else ""))
+          + (f", {outcome.carried} dynamic elements carried over" if outcome.carried else "")
+          + (f", dynamic sets kept in place with their elements: {', '.join(outcome.kept)}" if outcome.kept else ""))
     if outcome.confirm_deadline is not None:
         when = time.strftime("%H:%M:%S", time.localtime(outcome.confirm_deadline))
         print(f"rolling back at {when} unless confirmed: nftc confirm{_state_option(args, state)}"
@@ -151,16 +215,24 @@ def _state_option(args, state) -> str:
     return f" --state-dir {shlex.quote(state.path)}" if args.state_dir else ""
 
 
-def _lockout(args, checked) -> str | None:
-    from ..system.lockout import ancestors, find_admin, ingress_interface, lockout_problem, parse_admin_from
+def _admin_in_environment():
+    """The admin's SSH client from this process's environment or its parents' (None: the guard is off, and said
+    so on a terminal)."""
+    from ..system.lockout import ancestors, find_admin
+
+    endpoint = find_admin(os.environ, ancestors())
+    if endpoint is None and (os.isatty(0) or os.isatty(2)):  # silent when nobody watches: README, docs/apply.md
+        print("nftc: apply: warning: lockout guard is off: no SSH client found (not in the environment, nor in "
+              "a parent's such as sudo's or su's); give --admin-from ADDR[:PORT] to check the address you "
+              "connect from", file=sys.stderr)
+    return endpoint
+
+
+def _lockout(args, checked, endpoint) -> str | None:
+    from ..system.lockout import ingress_interface, lockout_problem
     from ..semantics.zones import interfaces
 
-    endpoint = parse_admin_from(args.admin_from) if args.admin_from else find_admin(os.environ, ancestors())
     if endpoint is None:
-        if os.isatty(0) or os.isatty(2):  # silent when nobody watches (systemd, Ansible): README, docs/apply.md
-            print("nftc: apply: warning: lockout guard is off: no SSH client found (not in the environment, nor in "
-                  "a parent's such as sudo's or su's); give --admin-from ADDR[:PORT] to check the address you "
-                  "connect from", file=sys.stderr)
         return None
     uses_interfaces = any(interfaces(zone) for zone in checked.policy.zones)
     problem = lockout_problem(checked, endpoint, ingress_interface(endpoint.address) if uses_interfaces else None)
@@ -202,7 +274,7 @@ def _diff(args) -> int:
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table
-    current = kernel.list_table(table.family, table.name)
+    current = kernel.list_table(table.family, table.name)  # every element: diff compares them all
     new = kernel.listing_in_private_namespace(render_nft(table), table.family, table.name)
     print("live: " + (f"table {table.family} {table.name} sha256:{live.digest(current)} "
                        f"(policy {live.policy_name(current)})" if current else f"no table {table.family} {table.name}"))
@@ -210,11 +282,11 @@ def _diff(args) -> int:
     _section("policy changes", live.policy_changes(current, new))
     _section("nft rules (- live, + new)", live.rule_changes(current, new))
     if current is not None:
-        verdict, lines = drift(state, current, new)
-        if verdict == "none":
+        found = drift(state, current, True, new, private=True)
+        if found.verdict == "none":
             print("drift: none (the live table is what was applied)")
         else:
-            _section(f"drift: {verdict}", lines)
+            _section(f"drift: {found.verdict}", list(found.lines))
     return EXIT_OK
 
 
@@ -225,33 +297,45 @@ def _section(title: str, lines: list[str]) -> None:
 
 
 def _status(args) -> int:
-    from ..system import kernel, live
+    from ..system import live, reader
     from ..system.drift import drift
-    from ..system.records import read_applied
+    from ..system.records import Target, lists_elements, read_applied
 
     state = _state(args)
     applied = read_applied(state) if state.exists() else None
-    family, name = "inet", args.table or (applied.target.name if applied else "zfw")
-    current = kernel.list_table(family, name)
+    target = Target("inet", args.table or (applied.target.name if applied else "zfw"))
+    current = reader.terse_table(target)
     if current is None:
-        print(f"table {family} {name}: not loaded")
+        print(f"table {target}: not loaded")
         return EXIT_FAILURE
     digest = live.digest(current)
-    print(f"table {family} {name}: loaded")
+    print(f"table {target}: loaded")
     ours = applied is not None and applied.digest == digest
     print(f"policy:  {applied.policy if ours else live.policy_name(current)}")
     print(f"sha256:  {digest}")
     print(f"applied: {(applied.time + (' (restored by a rollback)' if applied.restored else '')) if ours else 'unknown (not by this state dir)'}")
-    verdict, lines = drift(state, current)
-    print(f"drift:   {verdict}" + (f" ({len(lines)} lines differ; see nftc diff)" if verdict == "DRIFT" else ""))
+    with_elements = ours and lists_elements(applied.elements)
+    found = drift(state, reader.with_static_elements(target, current) if with_elements else current, with_elements)
+    print(f"drift:   {found.verdict}{_drift_detail(found)}")
     if state.exists():
         _pending_line(state)
-    opened, dropped = live.counter_rows(kernel.list_counters(family, name))
+    opened, dropped = live.counter_rows(live.counters(current))
     print()
     print(columns([("ZONE", "SERVICE", "RULE", "PACKETS", "BYTES"), *opened]))
     print()
     print(columns([("DROP REASON", "PACKETS", "BYTES"), *dropped]))
     return EXIT_OK
+
+
+def _drift_detail(found) -> str:
+    """What follows the verdict: how much differs, or what was not compared."""
+    from ..system.drift import elements_note
+
+    if found.verdict == "DRIFT":
+        return f" ({len(found.lines)} lines differ; see nftc diff)"
+    if found.verdict == "none" and not found.elements_checked:
+        return f" in rules and sets' definitions; {elements_note(found)}"
+    return ""
 
 
 def _pending_line(state) -> None:

@@ -16,8 +16,9 @@ def add_strict_option(command: argparse.ArgumentParser) -> None:
                          help="treat every warning as an error: print it as one and exit 2 before doing anything")
 
 
-def compiled(path: str, strict: bool = False):
+def compiled(path: str, strict: bool = False, sources: dict[str, str] | None = None):
     """Compile, print warnings; on policy errors (and on warnings, when `strict`) print them all and return None.
+    `sources` receives the text of each file read (apply records what it compiled from).
 
     Policy errors are the one kind of NftcError not left to `main`: they are drawn with their sources (the line
     and a caret), which only this function holds."""
@@ -25,7 +26,7 @@ def compiled(path: str, strict: bool = False):
     from ..compiler import compile_policy
     from ..language.diagnostics import PolicyError, as_error, render_diagnostics
 
-    sources: dict[str, str] = {}
+    sources = {} if sources is None else sources
     try:
         compilation = compile_policy(path, sources)
     except PolicyError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 from dataclasses import dataclass
+from typing import Iterable
 
 from ..semantics import catalog
 from ..language import model as m
@@ -82,7 +83,7 @@ def _usable(address: ipaddress._BaseAddress) -> bool:
     return not bad and not any(address in n for n in _UNUSABLE if n.version == address.version)
 
 
-def _interval_candidates(intervals: tuple[Interval, ...], zone: str, family: int) -> list[str]:
+def _interval_candidates(intervals: Iterable[Interval], zone: str, family: int) -> list[str]:
     kind = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     out = []
     for interval in (i for i in intervals if i.zone == zone and i.version == family):
@@ -95,7 +96,7 @@ def _interval_candidates(intervals: tuple[Interval, ...], zone: str, family: int
 def pick_address(checked: CheckedPolicy, zone: m.Zone, family: int, taken: set[str]) -> str | None:
     """A usable address the zone owns; a zone of every address prefers one that looks like the internet."""
     wide = any(isinstance(s, m.AnySource) for s in zone.sources)
-    own = _interval_candidates(checked.intervals, zone.name, family)
+    own = _interval_candidates(checked.address_map(family).intervals(), zone.name, family)
     candidates = list(_OUTSIDE_CANDIDATES[family]) + own if wide else own + list(_OUTSIDE_CANDIDATES[family])
     for candidate in candidates:
         if candidate not in taken and _usable(ipaddress.ip_address(candidate)) \

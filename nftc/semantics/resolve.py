@@ -11,7 +11,7 @@ from . import catalog
 from ..language import model as m
 from . import ports
 from ..language.diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
-from .zones import LOCALHOST, Interval, flatten_zones, interfaces, zone_networks
+from .zones import LOCALHOST, AddressMap, flatten_zones, has_networks, interfaces, zone_networks
 
 PROTECTED_GROUPS = ("zimbra.internal", "zimbra.admin")
 MEMCACHED_UDP = m.PortRange("udp", 11211, 11211)  # memcached over UDP: dropped outside localhost (memcrashed)
@@ -47,11 +47,14 @@ class CheckedAssertion:
 @dataclass(frozen=True)
 class CheckedPolicy:
     policy: m.Policy
-    intervals: tuple[Interval, ...]  # source address -> zone, disjoint
+    address_maps: tuple[AddressMap, ...]  # source address -> zone, one map per IP version (IPv4 first)
     rules: tuple[CheckedRule, ...]
     assertions: tuple[CheckedAssertion, ...]
     protected: tuple[m.PortRange, ...]  # reached only from localhost or by a rule that names them
     warnings: tuple[Diagnostic, ...]
+
+    def address_map(self, version: int) -> AddressMap:
+        return next(a for a in self.address_maps if a.version == version)
 
     def zone_names(self) -> tuple[str, ...]:
         return (LOCALHOST,) + tuple(z.name for z in self.policy.zones)  # localhost is built in, not in policy.zones
@@ -66,10 +69,10 @@ def check_policy(policy: m.Policy) -> CheckedPolicy:
     definitions = _definitions(policy, errors)
     expand = _Expander(definitions, errors)
     _check_zones(policy, errors)
-    intervals, overlap_errors = flatten_zones(policy.zones)
+    address_maps, overlap_errors = flatten_zones(policy.zones)
     errors.extend(overlap_errors)
     if not overlap_errors:  # an ambiguous zone also owns nothing: one error says it
-        errors.extend(_zones_that_never_match(policy.zones, intervals))
+        errors.extend(_zones_that_never_match(policy.zones, address_maps))
     for group in policy.groups:  # a cycle or an unknown member is an error even in a group no rule names
         expand.ports_of(group.name, group.span)
     protected = ports.to_ranges(ports.by_protocol(r for g in PROTECTED_GROUPS for r in expand.ports_of(g)))
@@ -82,7 +85,7 @@ def check_policy(policy: m.Policy) -> CheckedPolicy:
     assertions = tuple(_check_assertion(a, zone_names, expand, errors) for a in policy.assertions)
     if errors:
         raise PolicyError(errors)
-    return CheckedPolicy(policy, intervals, rules, assertions, protected, tuple(warnings))
+    return CheckedPolicy(policy, address_maps, rules, assertions, protected, tuple(warnings))
 
 
 def _definitions(policy: m.Policy, errors: list[Diagnostic]) -> dict[str, m.Service | m.Group]:
@@ -146,7 +149,7 @@ def _check_zones(policy: m.Policy, errors: list[Diagnostic]) -> None:
             errors.append(error(f"duplicate zone '{zone.name}'", zone.span,
                                 hint=f"first defined at {seen[zone.name].span}"))
         seen.setdefault(zone.name, zone)
-        if not zone_networks(zone) and not interfaces(zone) and not zone.dynamic:
+        if not has_networks(zone) and not interfaces(zone) and not zone.dynamic:
             errors.append(error(f"zone '{zone.name}' is empty", zone.span,
                                 hint="its address file holds no address"))
         claimed: dict[str, m.Span | None] = {}
@@ -187,13 +190,13 @@ def _overlapping_pattern(name: str, seen: dict[str, str]) -> str:
     return ""
 
 
-def _zones_that_never_match(zones: tuple[m.Zone, ...], intervals: tuple[Interval, ...]) -> list[Diagnostic]:
-    owners = {i.zone for i in intervals}
+def _zones_that_never_match(zones: tuple[m.Zone, ...], address_maps: tuple[AddressMap, ...]) -> list[Diagnostic]:
+    owners = set().union(*(a.owners() for a in address_maps))
     return [
         error(f"zone '{z.name}' can never match: more specific zones claim all its addresses", z.span,
               hint="they are " + _and([f"'{name}'" for name in _zones_inside(z, zones)]))
         for z in zones
-        if zone_networks(z) and not interfaces(z) and z.name not in owners
+        if not interfaces(z) and z.name not in owners and has_networks(z)
     ]
 
 

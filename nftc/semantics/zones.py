@@ -1,16 +1,22 @@
 """Which zone a source address belongs to: the most specific (longest prefix) zone that contains it.
 
-CIDRs are either nested or disjoint, so one sort and one sweep with a stack turn the zones' networks into
-disjoint intervals, each owned by exactly one zone: an interval verdict map the kernel looks up in one step.
+CIDRs are either nested or disjoint, so one sort and one sweep turn the zones' networks into disjoint intervals,
+each owned by exactly one zone: an interval verdict map the kernel looks up in one step. The zone that holds the
+network of length 0 (`any`) owns every address no other zone claims: it is the map's fallback, not the gaps
+between the others spelled out, so a map holds about one interval per network and a lookup that misses goes to
+the fallback's chain (nftc.backend.lower). Networks stay integers end to end (`model.pack`, as the loader reads an
+address file), sorted once; without nested networks a map is built without a Python loop per network.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import socket
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from itertools import chain, compress, count, repeat
+from operator import add, and_, eq, ne, not_, rshift, sub
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..language import model as m
 from ..language.diagnostics import Diagnostic, error
@@ -21,9 +27,9 @@ if TYPE_CHECKING:  # resolve builds on this module
 LOCALHOST = "localhost"  # the built-in zone of loopback traffic
 IP_VERSIONS = (4, 6)
 ANY_NETWORKS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
-
-
-BITS = {4: 32, 6: 128}
+BITS = m.BITS
+_LENGTH_MASK = (1 << m.PREFIX_BITS) - 1
+_SIZES = {v: [(1 << (bits - n)) - 1 for n in range(bits + 1)] for v, bits in BITS.items()}  # last - first, by length
 
 
 @dataclass(frozen=True)
@@ -35,39 +41,51 @@ class Interval:
     last: int
     zone: str
 
-    def prefix_length(self) -> int | None:
-        """The prefix length when the interval is one CIDR (an aligned power-of-two block), else None."""
-        size = self.last - self.first + 1
-        if size & (size - 1) == 0 and self.first % size == 0:
-            return BITS[self.version] - (size.bit_length() - 1)
-        return None
 
-    def address(self, value: int) -> str:
-        """inet_ntop: the C library's text form, ten times faster than ipaddress's (large zones print 10^5 of these)."""
-        if self.version == 4:
-            return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
-        return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+@dataclass(frozen=True)
+class AddressMap:
+    """Source address -> zone for one IP version, as the kernel looks it up: the sorted, disjoint, never adjacent
+    intervals `firsts[i]`..`lasts[i]` owned by `zones[i]`; an address in none belongs to `fallback` (the zone that
+    holds `any`), or to no zone when it is None. Parallel tuples, not one object per interval: a map of 10^5."""
+
+    version: int
+    firsts: tuple[int, ...]
+    lasts: tuple[int, ...]
+    zones: tuple[str, ...]
+    fallback: str | None
+
+    def zone_of(self, value: int) -> str | None:
+        index = bisect_right(self.firsts, value) - 1
+        return self.zones[index] if index >= 0 and value <= self.lasts[index] else self.fallback
+
+    def intervals(self) -> Iterator[Interval]:
+        """Every address of the version in order, the fallback's gaps included (the lab picks clients from them)."""
+        cursor = 0
+        for first, last, zone in zip(self.firsts, self.lasts, self.zones):
+            if self.fallback is not None and cursor < first:
+                yield Interval(self.version, cursor, first - 1, self.fallback)
+            yield Interval(self.version, first, last, zone)
+            cursor = last + 1
+        if self.fallback is not None and cursor < 1 << BITS[self.version]:
+            yield Interval(self.version, cursor, (1 << BITS[self.version]) - 1, self.fallback)
+
+    def owners(self) -> set[str]:
+        """The zones that own at least one address (the fallback unless the intervals leave no gap)."""
+        gap = not self.firsts or self.firsts[0] > 0 or self.lasts[-1] < (1 << BITS[self.version]) - 1 or \
+            any(map(ne, self.firsts[1:], map(add, self.lasts, repeat(1))))  # the first test decides, mostly
+        return set(self.zones) | ({self.fallback} if self.fallback is not None and gap else set())
 
 
 @dataclass(frozen=True)
-class _Claim:
-    """A network a zone claims, as integers: sorting and sweeping never build an address object."""
+class _Source:
+    """A zone source that claims networks: whose, and where (a duplicate network names both places)."""
 
-    version: int
-    first: int
-    last: int
     zone: str
     span: m.Span | None
-    network: m.IPNetwork
-
-
-def _claim(network: m.IPNetwork, zone: str, span: m.Span | None) -> _Claim:
-    first = int(network.network_address)
-    last = first + (1 << (BITS[network.version] - network.prefixlen)) - 1
-    return _Claim(network.version, first, last, zone, span, network)
 
 
 def zone_networks(zone: m.Zone) -> list[tuple[m.IPNetwork, m.Span | None]]:
+    """The zone's networks as objects: for diagnostics (an address file's are unpacked, slowly)."""
     networks = []
     for source in zone.sources:
         if isinstance(source, m.AddressSource):
@@ -79,65 +97,140 @@ def zone_networks(zone: m.Zone) -> list[tuple[m.IPNetwork, m.Span | None]]:
     return networks
 
 
-def flatten_zones(zones: tuple[m.Zone, ...]) -> tuple[tuple[Interval, ...], list[Diagnostic]]:
-    """Disjoint intervals for every address zone, IPv4 first; errors for networks two zones both claim."""
-    claims = sorted(
-        (_claim(network, zone.name, span) for zone in zones for network, span in zone_networks(zone)),
-        key=lambda c: (c.version, c.first, -c.last),
-    )
-    claims, errors = _drop_duplicates(claims)
-    intervals: list[Interval] = []
+def _packed(source: m.ZoneSource, version: int) -> Iterable[int] | None:
+    """The networks `source` claims, packed (`model.pack`); None for a source that claims no networks."""
+    if isinstance(source, m.AddressSource):
+        return (m.pack(source.network),) if source.network.version == version else ()
+    if isinstance(source, m.AnySource):
+        return (0,)  # first address 0, length 0
+    if isinstance(source, m.FileSource):
+        networks = source.networks
+        if isinstance(networks, m.AddressList):
+            return networks.packed(version)
+        return tuple(m.pack(n) for n in networks if n.version == version)
+    return None
+
+
+def has_networks(zone: m.Zone) -> bool:
+    return any(_packed(source, version) for source in zone.sources for version in IP_VERSIONS)
+
+
+def flatten_zones(zones: tuple[m.Zone, ...]) -> tuple[tuple[AddressMap, ...], list[Diagnostic]]:
+    """One address map per IP version, IPv4 first; errors for networks two zones both claim."""
+    claimed = [(zone.name, s) for zone in zones for s in zone.sources if _packed(s, 4) is not None]
+    sources = [_Source(name, s.span) for name, s in claimed]
+    maps, errors = [], []
     for version in IP_VERSIONS:
-        intervals.extend(_sweep([c for c in claims if c.version == version], version))
-    return tuple(intervals), errors
+        networks, owners = _sorted_claims([_packed(s, version) for _, s in claimed])
+        networks, owners, found = _without_duplicates(networks, owners, sources, version)
+        errors += found
+        maps.append(_address_map(networks, list(map([s.zone for s in sources].__getitem__, owners)), version))
+    return tuple(maps), errors
 
 
-def _drop_duplicates(claims: list[_Claim]) -> tuple[list[_Claim], list[Diagnostic]]:
-    kept: list[_Claim] = []
-    errors: list[Diagnostic] = []
-    for claim in claims:
-        previous = kept[-1] if kept else None
-        if previous and (previous.version, previous.first, previous.last) == (claim.version, claim.first, claim.last):
-            if previous.zone != claim.zone:
-                errors.append(error(
-                    f"{claim.network} is in zone '{previous.zone}' and in zone '{claim.zone}'",
-                    claim.span,
-                    hint=f"zones resolve by prefix length, so equal prefixes are ambiguous; "
-                         f"the other is at {previous.span}",
-                ))
-            continue
-        kept.append(claim)
-    return kept, errors
+def _sorted_claims(claims: list) -> tuple[list[int], list[int]]:
+    """Every source's packed networks in one sorted list (by first address, widest first, equal networks in the
+    order of their sources), with the index of the source of each.
+
+    The largest source is sorted alone and the others' networks are placed into it by bisection: an address file
+    of 10^5 networks costs one sort of 10^5 integers, and nothing per network to say whose it is."""
+    if not claims:
+        return [], []
+    largest = max(range(len(claims)), key=lambda i: len(claims[i]))
+    networks = sorted(claims[largest])
+    others = sorted((network, index) for index, packed in enumerate(claims) if index != largest for network in packed)
+    if not others:
+        return networks, [largest] * len(networks)
+    merged, owners, taken = [], [], 0
+    for network, index in others:  # before an equal network of the largest source when the source comes first
+        place = (bisect_left if index < largest else bisect_right)(networks, network)
+        merged += networks[taken:place]
+        owners += repeat(largest, place - taken)
+        merged.append(network)
+        owners.append(index)
+        taken = place
+    merged += networks[taken:]
+    owners += repeat(largest, len(networks) - taken)
+    return merged, owners
 
 
-def _sweep(claims: list[_Claim], version: int) -> list[Interval]:
-    """Nested or disjoint networks, sorted by start (widest first) -> disjoint runs, adjacent runs merged."""
-    runs: list[list] = []  # [first, last, zone]
-    stack: list[tuple[int, str]] = []  # (last address, zone) of the networks that enclose the cursor
+def _without_duplicates(networks: list[int], owners: list[int], sources: list[_Source], version: int):
+    """The sorted networks and their sources without repeats; an error for each network a second zone claims."""
+    repeats = list(map(eq, networks[1:], networks))  # at i: network i + 1 repeats network i
+    if not any(repeats):
+        return networks, owners, []
+    errors = []
+    start, previous = 0, -1
+    for index in compress(count(1), repeats):
+        start = start if index == previous + 1 else index - 1  # the first of this run of repeats: the one kept
+        previous = index
+        kept, again = sources[owners[start]], sources[owners[index]]
+        if kept.zone != again.zone:
+            errors.append(error(
+                f"{m.unpack(networks[index], version)} is in zone '{kept.zone}' and in zone '{again.zone}'",
+                again.span,
+                hint=f"zones resolve by prefix length, so equal prefixes are ambiguous; the other is at {kept.span}",
+            ))
+    kept = list(chain((True,), map(not_, repeats)))
+    return list(compress(networks, kept)), list(compress(owners, kept)), errors
+
+
+def _address_map(networks: list[int], owners: list[str], version: int) -> AddressMap:
+    """Sorted distinct networks and their zones -> the map: the length-0 network's zone is the fallback, nested
+    networks are cut by `_sweep`, adjacent intervals of one zone merged, and the fallback's own intervals dropped."""
+    firsts = list(map(rshift, networks, repeat(m.PREFIX_BITS)))
+    lasts = list(map(add, firsts, map(_SIZES[version].__getitem__, map(and_, networks, repeat(_LENGTH_MASK)))))
+    fallback = None
+    if networks and networks[0] == 0:  # the network of length 0 sorts first
+        fallback = owners[0]
+        del firsts[0], lasts[0], owners[0]
+    gaps = list(map(sub, firsts[1:], lasts))  # from the end of each interval to the start of the next
+    if gaps and min(gaps) <= 0:  # a network starts inside the one before it
+        firsts, lasts, owners = _sweep(firsts, lasts, owners)
+        gaps = list(map(sub, firsts[1:], lasts))
+    if 1 in gaps:
+        firsts, lasts, owners = _merged(firsts, lasts, owners, gaps)
+    if fallback is not None and fallback in owners:
+        keep = list(map(ne, owners, repeat(fallback)))
+        firsts, lasts, owners = (list(compress(column, keep)) for column in (firsts, lasts, owners))
+    return AddressMap(version, tuple(firsts), tuple(lasts), tuple(owners), fallback)
+
+
+def _sweep(firsts: list[int], lasts: list[int], owners: list[str]):
+    """Nested or disjoint networks, sorted by start (widest first) -> disjoint runs, each owned by the innermost
+    network that holds it. Addresses outside every network are no run (they belong to the fallback)."""
+    out: tuple[list, list, list] = ([], [], [])
+    stack: list[tuple[int, str]] = []  # (last address, owner) of the networks that enclose the cursor
     cursor = 0
 
-    def emit(first: int, last: int, zone: str) -> None:
-        if first > last:
-            return
-        if runs and runs[-1][2] == zone and runs[-1][1] + 1 == first:
-            runs[-1][1] = last
-        else:
-            runs.append([first, last, zone])
+    def emit(first: int, last: int, owner: str) -> None:
+        if first <= last:
+            out[0].append(first)
+            out[1].append(last)
+            out[2].append(owner)
 
-    for claim in claims:
-        while stack and stack[-1][0] < claim.first:
-            end, zone = stack.pop()
-            emit(cursor, end, zone)
+    for first, last, owner in zip(firsts, lasts, owners):
+        while stack and stack[-1][0] < first:
+            end, enclosing = stack.pop()
+            emit(cursor, end, enclosing)
             cursor = end + 1
         if stack:
-            emit(cursor, claim.first - 1, stack[-1][1])
-        stack.append((claim.last, claim.zone))
-        cursor = claim.first
+            emit(cursor, first - 1, stack[-1][1])
+        stack.append((last, owner))
+        cursor = first
     while stack:
-        end, zone = stack.pop()
-        emit(cursor, end, zone)
+        end, enclosing = stack.pop()
+        emit(cursor, end, enclosing)
         cursor = end + 1
-    return [Interval(version, first, last, zone) for first, last, zone in runs]
+    return out
+
+
+def _merged(firsts: list[int], lasts: list[int], owners: list[str], gaps: list[int]):
+    """Disjoint sorted intervals with the intervals of one zone that touch (a gap of 1) merged into one."""
+    joins = map(and_, map(eq, gaps, repeat(1)), map(eq, owners[1:], owners))
+    starts = [True, *map(not_, joins)]
+    ends = starts[1:] + [True]
+    return list(compress(firsts, starts)), list(compress(lasts, ends)), list(compress(owners, starts))
 
 
 def interfaces(zone: m.Zone) -> tuple[str, ...]:
@@ -146,14 +239,13 @@ def interfaces(zone: m.Zone) -> tuple[str, ...]:
 
 def zone_of(checked: CheckedPolicy, address, interface: str | None) -> str | None:
     """The zone the ruleset sends a new connection from `address` (text or ipaddress) arriving on `interface` (None:
-    unknown) to, in the ruleset's order: loopback, then the interface zones, then the most specific address zone;
-    None when no zone holds it (dropped as drop/no-zone). Addresses of dynamic zones are known only at run time."""
+    unknown) to, in the ruleset's order: loopback, then the interface zones, then the most specific address zone,
+    then the zone of `any`; None when no zone holds it (dropped as drop/no-zone). Addresses of dynamic zones are
+    known only at run time."""
     address = ipaddress.ip_address(address)
     if address.is_loopback or interface == "lo":
         return LOCALHOST
     for zone in checked.policy.zones:
         if interface and any(fnmatch.fnmatchcase(interface, pattern) for pattern in interfaces(zone)):
             return zone.name
-    value = int(address)
-    return next((i.zone for i in checked.intervals if i.version == address.version and i.first <= value <= i.last),
-                None)
+    return checked.address_map(address.version).zone_of(int(address))

@@ -1,8 +1,9 @@
 """The running machine: the only package that talks to libnftables (kernel), and everything apply does as root:
 the state directory (state, records, snapshot), carrying dynamic elements as data (elements), reading live
-tables (live), drift against the applied policy (drift), putting a snapshot back (restore: shared by rollback
-and the guard), the rollback guard (guard), the lockout guard (lockout), and how child interpreters start
-(child). Trusts nothing it reads back: see README, "Security".
+tables (reader: the fast way; live: their text), drift against the applied policy (drift), the transaction that
+keeps dynamic sets in place (transaction), applying an unchanged policy without compiling (reapply), putting a
+snapshot back (restore: shared by rollback and the guard), the rollback guard (guard), the lockout guard
+(lockout), and how child interpreters start (child). Trusts nothing it reads back: see README, "Security".
 
 May import: nftc.language, nftc.semantics, nftc.backend, nftc.compiler.
 """

@@ -2,13 +2,16 @@
 
 Three promises, each kept here and tested on the kernel:
 - nftc only ever touches its own tables: a table is replaced or deleted only if it carries nftc's marker (the
-  table comment the compiler writes); another tool's table of the same name is refused, whatever a record says.
+  comments the compiler writes); another tool's table of the same name is refused, whatever a record says.
 - an unconfirmed apply always rolls back: the guard (guard.py) is armed *before* the load, and apply does not
   load unless the guard said it is armed; the guard restores every table nftc touched since the last confirmed
   state.
 - every change is one libnftables transaction, so a rejection changes nothing.
 
-Dynamic elements are read as JSON and carried as checked data (elements.py), never pasted as text.
+The live table is read the fast way (reader.py): with 10^5 addresses, listing it whole takes longer than loading
+it. Dynamic elements are read as JSON and carried as checked data (elements.py), never pasted as text; a dynamic
+set whose definition did not change stays in place with its elements (transaction.py). Right after the load, the
+table as the kernel lists it is recorded: drift is told against that, without an extra process.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from . import elements, kernel, live, records, snapshot
+from . import elements, live, reader, records, snapshot, transaction
 from ..backend import names
-from .drift import drift
+from .drift import Drift, drift
 from .kernel import KernelError
-from .records import (APPLIED, PENDING, SCRIPT, Applied, Pending, Target, boot_id, boottime, read_applied,
-                      read_pending, read_pending_or_none)
+from .records import (APPLIED, LISTING, PENDING, SCRIPT, Applied, Pending, Provenance, Target, boot_id, boottime,
+                      lists_elements, read_applied, read_pending, read_pending_or_none)
 from .restore import ApplyError, live_elements, load, restore
 from .state import Lock, StateDir, StateError, as_json, now_iso
 
@@ -31,13 +34,17 @@ START_MARGIN_SECONDS = 5.0  # deadline before the load finishes; replaced by loa
 
 @dataclass(frozen=True)
 class Compiled:
-    """What apply needs of a compilation: the table, its script, its digest, its dynamic sets, the policy."""
+    """What apply needs of a compilation: the table, its script, its digest, its dynamic sets, the policy; how
+    many static set elements it has (drift lists them up to records.LISTED_ELEMENTS) and what it was compiled
+    from (the next apply of an unchanged policy needs no compile: reapply.py)."""
 
     target: Target
     script: str
     digest: str
     dynamic_sets: tuple[str, ...]
     policy: str
+    elements: int | None = None
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class Outcome:
     left_behind: int  # dynamic elements nftc could not read as addresses (not carried)
     discarded: tuple[str, ...]  # hand edits (drift) the new table replaced
     removed: tuple[Target, ...]  # nftc's earlier table under another name, removed in the same transaction
+    kept: tuple[str, ...] = ()  # dynamic sets left in place with their elements
+    drift: Drift | None = None  # of the table replaced, against its record (None: it was not nftc's recorded one)
+    notes: tuple[str, ...] = ()  # what could not be recorded after the load
 
 
 def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | None, wait_seconds: float) -> Outcome:
@@ -60,8 +70,7 @@ def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | No
     with Lock(state, wait_seconds):
         plan = _plan(state, compiled)
         saved = state.stage(_snapshot_files(state, plan))
-        staged = state.stage({APPLIED: as_json(Applied(compiled.policy, compiled.digest, compiled.target,
-                                                       now_iso()).as_dict()), SCRIPT: compiled.script})
+        staged = state.stage(_record_files(compiled, plan))
         token = secrets.token_hex(8) if confirm_seconds is not None else None
         try:
             saved.commit()  # before the guard reads it; it describes the tables as they still are
@@ -77,12 +86,36 @@ def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | No
                 _restore_pending(state, token, plan.pending)
             raise
         staged.commit()
+        notes = _record_listing(state, compiled)
         if token is None:
             state.remove(PENDING)  # applied without --confirm: the admin keeps this table
         deadline = _set_deadline(state, token, confirm_seconds) if token else None
+        main = plan.found[compiled.target]
         return Outcome(compiled.digest, compiled.target, deadline, plan.pending is not None, plan.carried,
-                       sum(s.unreadable for sets in plan.elements.values() for s in sets), plan.discarded,
-                       plan.removed)
+                       sum(s.unreadable for sets in plan.elements.values() for s in sets),
+                       main.drift.lines if main.drift and main.drift.verdict == "DRIFT" else (), plan.removed,
+                       plan.kept, main.drift, notes)
+
+
+def _record_files(compiled: Compiled, plan: "_Plan") -> dict[str, str]:
+    """applied.json, and applied.script unless the state directory holds that very script already."""
+    applied = Applied(compiled.policy, compiled.digest, compiled.target, now_iso(), False, compiled.elements,
+                      compiled.provenance)
+    files = {APPLIED: as_json(applied.as_dict())}
+    if plan.recorded_script is None or plan.applied.digest != compiled.digest:
+        files[SCRIPT] = compiled.script
+    return files
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One nftc table as an apply found it."""
+
+    target: Target
+    listing: str | None  # as read (with or without its static sets' elements); None: there is no such table
+    digest: str | None  # None: not nftc's
+    drift: Drift | None  # against the applied record; None when it is not the recorded table
+    saved: str | None  # what the snapshot keeps: a listing with every static element, or the recorded script
 
 
 @dataclass(frozen=True)
@@ -90,12 +123,13 @@ class _Plan:
     """What an apply found in the kernel and the state directory, and the transaction it will load."""
 
     applied: Applied | None
+    recorded_script: str | None  # the applied record's script, checked against its digest
     pending: Pending | str | None  # "damaged": a record that cannot be read still counts as pending
     targets: tuple[Target, ...]  # the policy's table, then nftc's earlier one if the policy renamed it
-    listings: dict[Target, str | None]
+    found: dict[Target, _Table]
     removed: tuple[Target, ...]
+    kept: tuple[str, ...]
     elements: dict[Target, tuple[elements.SetElements, ...]]
-    discarded: tuple[str, ...]
     script: str
     carried: int
 
@@ -103,18 +137,72 @@ class _Plan:
 def _plan(state: StateDir, compiled: Compiled) -> _Plan:
     applied = read_applied(state)
     pending = _pending_of_this_boot(state)
+    recorded = _recorded_script(state, applied)
     targets = (compiled.target,) + ((applied.target,) if applied and applied.target != compiled.target else ())
-    listings = {t: kernel.list_table(t.family, t.name) for t in targets}
-    _refuse_foreign(compiled.target, listings[compiled.target])
-    removed = tuple(t for t in targets[1:] if listings[t] is not None and live.digest(listings[t]))
+    found = {t: _found(state, t, applied, recorded) for t in targets}
+    main = found[compiled.target]
+    _refuse_foreign(compiled.target, main)
+    removed = tuple(t for t in targets[1:] if found[t].listing is not None and found[t].digest)
     for target in (compiled.target, *removed):
-        _refuse_unrestorable(target, listings[target])
-    found = {t: live_elements(t, listings[t]) for t in (compiled.target, *removed)}
-    carried = _carried(compiled.dynamic_sets, found)
-    script = compiled.script + "".join(t.replace_header() for t in removed) + "".join(
+        if found[target].saved is not recorded:  # the recorded script is nftc's own compile (digest checked)
+            _refuse_unrestorable(target, found[target].saved)
+    kept = _kept(compiled, main, recorded)
+    body = transaction.in_place(compiled.target, main.listing, kept, compiled.script) if kept else None
+    kept = kept if body is not None else ()
+    read = {t: live_elements(t, found[t].listing, kept if t == compiled.target else ())
+            for t in (compiled.target, *removed)}
+    carried = _carried(compiled.dynamic_sets, read)
+    script = (body or compiled.script) + "".join(t.replace_header() for t in removed) + "".join(
         elements.add_command(compiled.target, s) for s in carried)
-    return _Plan(applied, pending, targets, listings, removed, found,
-                 _discarded_edits(state, listings[compiled.target]), script, sum(len(s.elements) for s in carried))
+    return _Plan(applied, recorded, pending, targets, found, removed, kept, read, script,
+                 sum(len(s.elements) for s in carried))
+
+
+def _recorded_script(state: StateDir, applied: Applied | None) -> str | None:
+    script = state.read_text(SCRIPT) if applied else None
+    return script if script is not None and live.script_digest(script) == applied.digest else None
+
+
+def _found(state: StateDir, target: Target, applied: Applied | None, recorded: str | None) -> _Table:
+    """The table as it is: read without set elements first (milliseconds at any size); with them when drift
+    compares them, or when the snapshot needs them (a table that is not exactly its record)."""
+    terse = reader.terse_table(target)
+    digest = live.digest(terse)
+    if terse is None or digest is None:
+        return _Table(target, terse, digest, None, None)
+    ours = applied is not None and recorded is not None and applied.target == target and applied.digest == digest
+    if ours and not lists_elements(applied.elements):
+        found = drift(state, terse, with_elements=False)
+        saved = recorded if found.verdict == "none" else reader.with_static_elements(target, terse)
+        return _Table(target, terse, digest, found, saved)
+    listing = reader.with_static_elements(target, terse)
+    return _Table(target, listing, digest, drift(state, listing, with_elements=True) if ours else None, listing)
+
+
+def _kept(compiled: Compiled, main: _Table, recorded: str | None) -> tuple[str, ...]:
+    """The dynamic sets that stay in place: only in the very table the record describes, with no drift."""
+    if main.drift is None or main.drift.verdict != "none" or recorded is None:
+        return ()
+    return transaction.kept_sets(compiled.dynamic_sets, compiled.script, recorded, main.listing)
+
+
+def _record_listing(state: StateDir, compiled: Compiled) -> tuple[str, ...]:
+    """Right after the load: the table as the kernel lists it, what drift is told against from now on. The same
+    script lists the same way, so a listing already recorded for this digest is kept. Not written to disk at
+    once: lost in a crash, drift is unknown until the next apply records it again."""
+    try:
+        current = state.read_text(LISTING)
+        if current is not None and live.digest(current) == compiled.digest:
+            return ()
+        listing = reader.read_table(compiled.target, lists_elements(compiled.elements))
+        if listing is None or live.digest(listing) != compiled.digest:
+            state.remove(LISTING)
+            return ("the table changed right after the load; drift is unknown until the next apply",)
+        state.write_text(LISTING, live.normalise(listing), durable=False)
+    except (KernelError, StateError) as exc:
+        return (f"the listing drift is told against was not recorded ({exc}); drift is unknown until the next "
+                "apply",)
+    return ()
 
 
 def dynamic_sets(set_names) -> tuple[str, ...]:
@@ -123,25 +211,29 @@ def dynamic_sets(set_names) -> tuple[str, ...]:
     return tuple(name for name in set_names if names.dynamic_set_version(name))
 
 
-def compiled_from(compilation, policy: str) -> Compiled:
+def compiled_from(compilation, policy: str, provenance: Provenance | None = None) -> Compiled:
     """What apply loads for a fresh compilation (nftc.compiler.Compilation) of `policy`: its nft text, its digest,
-    and its dynamic zones' sets, whose elements the new table carries over."""
+    its dynamic zones' sets (whose elements the new table carries over), its static set elements' count."""
     from ..backend.render_nft import render_nft  # here: confirm, rollback and status need no renderer
 
     table = compilation.table
     return Compiled(Target(table.family, table.name), render_nft(table), compilation.digest,
-                    tuple(s.name for s in table.sets if s.dynamic_zone), policy)
+                    tuple(s.name for s in table.sets if s.dynamic_zone), policy,
+                    sum(len(s.elements) for s in table.sets), provenance)
+
+
+def recorded_compiled(applied: Applied, script: str) -> Compiled:
+    """The applied record's script as apply loads it (its digest checked by the caller)."""
+    return Compiled(applied.target, script, applied.digest, dynamic_sets(live.set_names(script)), applied.policy,
+                    applied.elements, applied.provenance)
 
 
 def last_applied(state: StateDir) -> Compiled | None:
     """The last applied ruleset, for a boot whose policy no longer compiles: None unless the state directory holds
     the applied record and its script, and the script still has the recorded digest."""
     applied = read_applied(state) if state.exists() else None
-    script = state.read_text(SCRIPT) if applied else None
-    if script is None or live.script_digest(script) != applied.digest:
-        return None
-    return Compiled(applied.target, script, applied.digest,
-                    dynamic_sets(b.name for b in live.blocks(script) if b.kind == "set"), applied.policy)
+    script = _recorded_script(state, applied)
+    return recorded_compiled(applied, script) if script is not None else None
 
 
 def _pending_of_this_boot(state: StateDir) -> Pending | str | None:
@@ -189,14 +281,14 @@ def roll_back_unconfirmed(state: StateDir, wait_seconds: float) -> BootRollback 
     return BootRollback(reason, saved, tuple(notes))
 
 
-def _refuse_foreign(target: Target, listing: str | None) -> None:
-    if listing is not None and live.digest(listing) is None:
+def _refuse_foreign(target: Target, found: _Table) -> None:
+    if found.listing is not None and found.digest is None:
         raise ApplyError(f"table {target} exists and is not nftc's (its comment has no nftc marker): nftc never "
                          f"replaces another tool's table; give the policy another 'table' name")
 
 
-def _refuse_unrestorable(target: Target, listing: str | None) -> None:
-    problem = snapshot.unrestorable(listing) if listing else None
+def _refuse_unrestorable(target: Target, saved: str | None) -> None:
+    problem = snapshot.unrestorable(saved) if saved else None
     if problem:
         raise ApplyError(f"table {target} cannot be saved for a rollback: {problem}; remove that rule first")
 
@@ -215,29 +307,18 @@ def _snapshot_files(state: StateDir, plan: _Plan) -> dict[str, str]:
     """A fresh snapshot of the tables this apply touches; while a confirmation is pending, the pending snapshot
     (the last confirmed state) plus any table it does not know yet, as it is now, so a rollback removes or
     restores that one too."""
-    ours = [t for t in plan.targets if plan.listings[t] is None or live.digest(plan.listings[t])]
+    ours = [t for t in plan.targets if plan.found[t].listing is None or plan.found[t].digest]
     if plan.pending is not None:
         saved = snapshot.read(state)
-        added = {t: (plan.listings[t], plan.elements.get(t, ())) for t in ours if not saved.record.knows(t)}
+        added = {t: (plan.found[t].saved, plan.elements.get(t, ())) for t in ours if not saved.record.knows(t)}
         return snapshot.extended(saved, added) if added else {}
-    script = state.read_text(SCRIPT) if plan.applied else None
-    if script is not None and live.script_digest(script) != plan.applied.digest:
-        script = None
-    record = records.Snapshot(tuple(records.TableState(t, plan.listings[t] is not None) for t in ours), "",
-                              now_iso(), plan.applied if script is not None else None)
-    return snapshot.files(record, {t: plan.listings[t] for t in ours if plan.listings[t] is not None},
-                          plan.elements, script)
-
-
-def _discarded_edits(state: StateDir, listing: str | None) -> tuple[str, ...]:
-    """The hand edits in the live table that the new one replaces, so apply can say what it discards."""
-    if listing is None:
-        return ()
-    try:
-        verdict, lines = drift(state, listing)
-    except KernelError as exc:
-        return (f"(cannot tell hand edits: {exc})",)
-    return tuple(lines) if verdict == "DRIFT" else ()
+    applied = plan.applied if plan.recorded_script is not None else None
+    listing = state.read_text(LISTING) if applied else None
+    record = records.Snapshot(tuple(records.TableState(t, plan.found[t].listing is not None) for t in ours), "",
+                              now_iso(), applied)
+    return snapshot.files(record, {t: plan.found[t].saved for t in ours if plan.found[t].listing is not None},
+                          plan.elements, plan.recorded_script,
+                          listing if listing is not None and live.digest(listing) == applied.digest else None)
 
 
 # Confirm and the rollback guard.

@@ -41,6 +41,7 @@ def python(*args: str) -> list[str]:
     return [sys.executable, "-I", *(["-B"] if sys.dont_write_bytecode else []), *args]
 
 
-def python_module(module: str, *args: str) -> list[str]:
-    """`python -m MODULE ARGS`, isolated, where MODULE (`nftc`, `nftc.kernel`...) is from this process's nftc."""
-    return python("-c", _RUN_MODULE, package_parent(), module, *args)
+def python_module(module: str, *args: str, parent: str | None = None) -> list[str]:
+    """`python -m MODULE ARGS`, isolated, where MODULE (`nftc`, `nftc.kernel`...) is from this process's nftc, or
+    from the `nftc` package in folder `parent` (the benchmark runs an installed copy, bench/installed.py)."""
+    return python("-c", _RUN_MODULE, parent or package_parent(), module, *args)

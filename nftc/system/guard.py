@@ -117,7 +117,7 @@ def _look(state: StateDir, token: str):
 
 
 def _roll_back(state: StateDir, pending: records.Pending, saved, reason: str) -> int:
-    from . import kernel, live, restore
+    from . import live, reader, restore
 
     token = pending.token
     try:
@@ -126,7 +126,7 @@ def _roll_back(state: StateDir, pending: records.Pending, saved, reason: str) ->
             if verdict in ("confirmed", "superseded"):
                 _log(f"guard {token}: {verdict} at the last moment, nothing to do")
                 return 0
-            carried = live.digest(kernel.list_table(pending.target.family, pending.target.name) or "")
+            carried = live.digest(reader.terse_table(pending.target))
             if carried != pending.loaded_digest:
                 _log(f"guard {token}: NOT ROLLED BACK: table {pending.target} carries sha256:{str(carried)[:16]}, "
                      f"not sha256:{pending.loaded_digest[:16]} that its apply loaded: something else replaced it "

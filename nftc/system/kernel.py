@@ -6,11 +6,8 @@ namespace (and user namespace when not root), so a check can never touch the mac
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -45,9 +42,23 @@ def _bindings():
 
 def run_script(script: str, dry_run: bool = False, json_output: bool = False) -> NftResult:
     """Run an nft script as one transaction in the current network namespace."""
+    return _run(script, dry_run, json_output)
+
+
+# The first netlink socket closed after a transaction waits until the kernel has released what the transaction
+# replaced (an RCU grace period: 10 to 60 ms measured here); `nft -f` waits for it when it exits. Each context
+# (one socket) is therefore kept until this process ends: that wait then overlaps with what apply does after the
+# load (recording it, listing the table) instead of coming on top of it.
+_CONTEXTS: list = []
+
+
+def _run(script: str, dry_run: bool = False, json_output: bool = False, terse: bool = False) -> NftResult:
     nft = _bindings().Nftables()
+    _CONTEXTS.append(nft)
     nft.set_dry_run(dry_run)
     nft.set_json_output(json_output)
+    if terse and hasattr(nft, "set_terse_output"):  # older bindings: the full listing, slower, read the same way
+        nft.set_terse_output(True)
     if not hasattr(nft, "cmd_from_file"):  # old bindings: errors then lack line numbers
         rc, output, error = nft.cmd(script)
         return NftResult(rc == 0, output, error)
@@ -75,35 +86,51 @@ def refused_for_privileges(error: str) -> bool:
     return "Operation not permitted" in error
 
 
-def list_table(family: str, name: str) -> str | None:
-    """The live table as `nft list table` prints it, or None when there is no such table."""
-    result = run_script(f"list table {family} {name}")
+def _listed(command: str, what: str, json_output: bool = False, terse: bool = False) -> str | None:
+    """The output of a `list` command; None when what it names does not exist."""
+    result = _run(command, json_output=json_output, terse=terse)
     if result.ok:
         return result.output
     if "No such file or directory" in result.error:
         return None
     raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
-                      "cannot list table: " + " ".join(result.error.split())[:200])
+                      f"cannot list {what}: " + " ".join(result.error.split())[:200])
+
+
+def list_table(family: str, name: str) -> str | None:
+    """The live table as `nft list table` prints it, or None when there is no such table. Every set element is
+    fetched (seconds for 10^5 interval elements): the fast way is nftc.system.reader."""
+    return _listed(f"list table {family} {name}", "table")
+
+
+def list_ruleset_terse() -> str:
+    """`nft -t list ruleset`: every table without set elements, which libnftables then does not fetch (a few ms
+    with 10^5 elements loaded, where `list table`, `list chains` of one table or `list counters` take seconds)."""
+    return _listed("list ruleset", "the ruleset", terse=True) or ""
+
+
+def has_chains(family: str, table: str) -> bool:
+    """Whether the table has a chain, from `nft -j list chains` (as fast as the terse listing): JSON, so no
+    comment of another table can make it say so."""
+    import json
+
+    output = _listed(f"list chains {family}", "chains", json_output=True) or '{"nftables": []}'
+    return any(item.get("chain", {}).get("table") == table for item in json.loads(output)["nftables"])
+
+
+def list_set_text(family: str, table: str, kind: str, name: str) -> str | None:
+    """One set or map (`kind`) as `nft list set|map` prints it, with its elements; only that set's are fetched."""
+    return _listed(f"list {kind} {family} {table} {name}", kind)
 
 
 def list_set(family: str, table: str, name: str) -> dict | None:
     """One set as libnftables JSON (`{"set": {...}}`), or None when there is no such set: data, never text."""
-    result = run_script(f"list set {family} {table} {name}", json_output=True)
-    if not result.ok:
-        if "No such file or directory" in result.error:
-            return None
-        raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
-                          "cannot list set: " + " ".join(result.error.split())[:200])
-    return next((item for item in json.loads(result.output)["nftables"] if "set" in item), None)
+    import json
 
-
-def list_counters(family: str, name: str) -> list[dict]:
-    """The table's named counters (`nft -j list counters table ...`), in the kernel's order."""
-    result = run_script(f"list counters table {family} {name}", json_output=True)
-    if not result.ok:
-        raise KernelError(PRIVILEGE_HINT if refused_for_privileges(result.error) else
-                          "cannot list counters: " + " ".join(result.error.split())[:200])
-    return [item["counter"] for item in json.loads(result.output)["nftables"] if "counter" in item]
+    output = _listed(f"list set {family} {table} {name}", "set", json_output=True)
+    if output is None:
+        return None
+    return next((item for item in json.loads(output)["nftables"] if "set" in item), None)
 
 
 def listing_in_private_namespace(script: str, family: str, name: str) -> str:
@@ -114,7 +141,10 @@ def listing_in_private_namespace(script: str, family: str, name: str) -> str:
     return process.stdout
 
 
-def _in_private_namespace(mode: list[str], script: str) -> subprocess.CompletedProcess:
+def _in_private_namespace(mode: list[str], script: str):
+    import shutil
+    import subprocess
+
     _bindings()
     unshare = shutil.which("unshare")
     if unshare is None:
@@ -178,7 +208,7 @@ def _list_main(family: str, name: str) -> int:
     if not loaded.ok:
         sys.stdout.write(loaded.error)
         return 1
-    sys.stdout.write(run_script(f"list table {family} {name}").output)
+    sys.stdout.write(list_table(family, name) or "")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Reading nftc's table as the kernel lists it: digest, sets, zone rules, drift, dynamic elements, counters.
+"""Reading nftc's table as the kernel lists it: marker, sets, zone rules, drift, dynamic elements, counters.
 
 Works on `nft list table` text, so the same functions read the live table, a snapshot, and the listing of a
-compiled ruleset loaded in a private namespace (what `diff` compares against).
+compiled ruleset loaded in a private namespace (what `diff` compares against). The live table is read the fast way
+(nftc.system.reader): nftc's block of the terse ruleset listing, the elements of its static sets spliced in.
 """
 
 from __future__ import annotations
@@ -12,13 +13,24 @@ import re
 from dataclasses import dataclass
 
 from ..backend import names
-from ..semantics.zones import LOCALHOST
 
-_MARKER = re.compile(r'\tcomment "nftc [0-9A-Za-z.+-]+ policy [A-Za-z0-9._-]* sha256:([0-9a-f]{64})"')
-_POLICY = re.compile(r'comment "nftc \S+ policy (\S+) sha256:')
+_MARKER_TEXT = r'comment "nftc ([0-9A-Za-z.+-]+) policy ([A-Za-z0-9._-]*) sha256:([0-9a-f]{64})"'
+_TABLE_MARKER = re.compile("\t" + _MARKER_TEXT)  # the table's comment: first lines of its block
+_CHAIN_MARKER = re.compile("\t\t" + _MARKER_TEXT)  # the input chain's comment: its first line
+_INPUT_CHAIN = f"\n\tchain {names.INPUT_CHAIN} {{\n"
 _BLOCK = re.compile(r"^\t(set|map|chain|counter|limit) (\S+) \{$")
 _COUNTER_VALUES = re.compile(r"^\s*packets \d+ bytes \d+\s*$")
 _INLINE_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+_COUNTER_OBJECT_VALUES = re.compile(r"^\t\tpackets (\d+) bytes (\d+)$")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What nftc's marker says: the nftc version and policy file that compiled the table, and the digest."""
+
+    version: str
+    policy: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -36,25 +48,106 @@ class Block:
             line.strip().startswith("flags ") and "dynamic" in line for line in self.lines)
 
 
-def digest(listing: str | None) -> str | None:
-    """The sha256 in nftc's marker (the table comment the compiler writes), or None: a table without the marker is
-    not nftc's. Reads a listing or a compiled script alike (the marker is within their first five lines)."""
-    for line in (listing or "").split("\n", 5)[:5]:
-        found = _MARKER.fullmatch(line)
+def marker(listing: str | None) -> Marker | None:
+    """nftc's marker: the input chain's comment, else the table's. None: the table is not nftc's.
+
+    The compiler stamps both. The kernel never changes a table's comment after it created the table, while every
+    apply makes the input chain anew (also one that keeps the table and its dynamic sets in place), so the chain's
+    says what is loaded now; the table's alone is read for a table an older nftc loaded. Reads a listing or a
+    compiled script alike."""
+    text = listing or ""
+    start = text.find(_INPUT_CHAIN)
+    if start >= 0:
+        first = text[start + len(_INPUT_CHAIN):].split("\n", 1)[0]
+        found = _CHAIN_MARKER.fullmatch(first)
         if found:
-            return found.group(1)
+            return Marker(*found.groups())
+    for line in text.split("\n", 5)[:5]:
+        found = _TABLE_MARKER.fullmatch(line)
+        if found:
+            return Marker(*found.groups())
     return None
 
 
+def digest(listing: str | None) -> str | None:
+    """The sha256 in nftc's marker, or None: a table without the marker is not nftc's."""
+    found = marker(listing)
+    return found.digest if found else None
+
+
 def script_digest(script: str) -> str:
-    """The digest the compiler puts in the marker: the sha256 of the script without the marker line."""
-    without = "".join(line for line in script.splitlines(keepends=True) if not _MARKER.fullmatch(line.rstrip("\n")))
-    return hashlib.sha256(without.encode()).hexdigest()
+    """The digest the compiler puts in the marker: the sha256 of the script without its marker lines. Looks for
+    them with str.find (a 10^5-address script is 8 MB, and a regular expression over it costs 40 ms)."""
+    digest, start, search = hashlib.sha256(), 0, 0
+    while (found := script.find('comment "nftc ', search)) >= 0:
+        line_start = script.rfind("\n", 0, found) + 1
+        line_end = script.find("\n", found)
+        line_end = len(script) if line_end < 0 else line_end
+        if _is_marker(script[line_start:line_end]):
+            digest.update(script[start:line_start].encode())
+            start = line_end + 1
+        search = line_end
+    digest.update(script[start:].encode())
+    return digest.hexdigest()
+
+
+def _is_marker(line: str) -> bool:
+    return bool(_TABLE_MARKER.fullmatch(line) or _CHAIN_MARKER.fullmatch(line))
 
 
 def policy_name(listing: str | None) -> str | None:
-    found = _POLICY.search(listing or "")
-    return found.group(1) if found else None
+    found = marker(listing)
+    return found.policy if found else None
+
+
+class Ambiguous(Exception):
+    """nftc's table cannot be told apart in a listing of the whole ruleset (its header twice, an unindented line:
+    another table's comment holding newlines); the caller lists the table on its own instead."""
+
+
+def table_block(ruleset: str, target) -> str | None:
+    """nftc's table out of a listing of the whole ruleset, as `nft list table` prints it; None when absent."""
+    header = f"table {target} {{\n"
+    text = "\n" + ruleset
+    start = text.find("\n" + header)
+    if start < 0:
+        return None
+    if text.find("\n" + header, start + 1) >= 0:
+        raise Ambiguous(f"table {target} appears twice")
+    end = text.find("\n}\n", start)
+    if end < 0:
+        raise Ambiguous(f"table {target} is not closed")
+    block = text[start + 1:end + 3]
+    if any(line and not line.startswith("\t") for line in block.split("\n")[1:-2]):
+        raise Ambiguous(f"table {target} holds an unindented line")
+    return block
+
+
+def set_block_lines(listing: str, name: str) -> list[str] | None:
+    """The lines of set or map `name` (`\tset NAME {` to `\t}`) in a listing or a script, or None."""
+    found = re.search(f"^\t(?:set|map) {re.escape(name)} {{\n", listing, re.MULTILINE)
+    end = listing.find("\n\t}\n", found.end() - 1) if found else -1
+    return listing[found.start():end + 3].split("\n") if end >= 0 else None
+
+
+def set_names(listing: str) -> list[str]:
+    """The names of the sets (not maps) of a listing or a script, without parsing its every line."""
+    return re.findall(r"^\tset (\S+) \{$", listing, re.MULTILINE)
+
+
+def with_sets(block: str, sets: dict[str, list[str]]) -> str:
+    """`block` with the blocks of the sets named in `sets` replaced by the lines given (their elements)."""
+    out, skipping = [], False
+    for line in block.split("\n"):
+        opened = _BLOCK.match(line)
+        if opened and opened.group(1) in ("set", "map") and opened.group(2) in sets:
+            out += sets[opened.group(2)]
+            skipping = True
+        elif skipping:
+            skipping = line != "\t}"
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def blocks(listing: str) -> list[Block]:
@@ -83,7 +176,18 @@ def elements(block: Block) -> tuple[str, ...]:
 
 def normalise(listing: str) -> str:
     """The listing without what changes at run time: counter values and the elements of dynamic sets."""
-    dynamic = {b.name for b in blocks(listing) if b.kind in ("set", "map") and b.dynamic}
+    return _without(listing, lambda block: block.kind in ("set", "map") and block.dynamic)
+
+
+def terse(listing: str) -> str:
+    """The normalised listing without any set's elements, as `nft -t` prints it: what drift compares at sizes
+    where listing the static sets' elements would cost more than the load."""
+    return _without(listing, lambda block: block.kind in ("set", "map"))
+
+
+def _without(listing: str, elements_dropped) -> str:
+    """The listing without counter values and without the elements of the blocks `elements_dropped` picks."""
+    dropped = {b.name for b in blocks(listing) if elements_dropped(b)}
     out, skipping, current = [], False, None
     for line in listing.splitlines():
         opened = _BLOCK.match(line)
@@ -91,13 +195,40 @@ def normalise(listing: str) -> str:
             current = opened.group(2)
         if _COUNTER_VALUES.match(line):
             continue
-        if current in dynamic and line.strip().startswith("elements = {"):
+        if current in dropped and line.strip().startswith("elements = {"):
             skipping = True
         if skipping:
             skipping = not line.rstrip().endswith("}")
             continue
         out.append(_INLINE_COUNTER.sub("counter", line))
     return "\n".join(out) + "\n"
+
+
+def canonical(listing: str, with_elements: bool = True) -> list[str]:
+    """The lines drift compares: normalised (or terse), without the marker lines (the digest is compared on its
+    own, and the table's comment keeps the digest of the apply that created the table), blocks in name order (an
+    apply that keeps the dynamic sets in place re-creates everything else after them)."""
+    text = normalise(listing) if with_elements else terse(listing)
+    out = text.splitlines()[:1]
+    for block in sorted(blocks(text), key=lambda b: (b.kind, b.name)):
+        out.append(f"\t{block.kind} {block.name} {{")
+        out += [line for line in block.lines if line and not _is_marker(line)]
+        out.append("\t}")
+    return out + _outside_blocks(text)
+
+
+def _outside_blocks(text: str) -> list[str]:
+    """Lines of the table outside the blocks `blocks` knows (an object nftc never makes, such as a quota), in
+    their order: drift shows them too."""
+    out, inside = [], False
+    for line in text.splitlines()[1:]:
+        if _BLOCK.match(line):
+            inside = True
+        elif inside:
+            inside = line != "\t}"
+        elif line and line != "}" and not _is_marker(line):
+            out.append(line)
+    return out
 
 
 def rule_lines(listing: str) -> list[str]:
@@ -179,11 +310,24 @@ def rule_changes(old: str | None, new: str) -> list[str]:
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
-def drift(live: str, applied: str) -> list[str]:
-    """Lines where the live table differs from what was loaded (counters and dynamic elements ignored)."""
-    diff = difflib.unified_diff(normalise(applied).splitlines(), normalise(live).splitlines(),
+def drift(live: str, applied: str, with_elements: bool = True) -> list[str]:
+    """Lines where the live table differs from what was loaded (counters and dynamic elements ignored; every
+    set's elements too unless `with_elements`)."""
+    diff = difflib.unified_diff(canonical(applied, with_elements), canonical(live, with_elements),
                                 "applied", "live", lineterm="", n=0)
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def counters(listing: str) -> list[dict]:
+    """The named counters of a listing (`counter NAME { packets P bytes B }`), as `nft -j list counters` gives
+    them: read from the listing apply and status have anyway, since listing counters fetches every set element."""
+    out = []
+    for block in blocks(listing):
+        values = [_COUNTER_OBJECT_VALUES.match(line) for line in block.lines] if block.kind == "counter" else []
+        found = next((v for v in values if v), None)
+        if found:
+            out.append({"name": block.name, "packets": int(found.group(1)), "bytes": int(found.group(2))})
+    return out
 
 
 def counter_rows(counters: list[dict]) -> tuple[list[tuple], list[tuple]]:
@@ -195,6 +339,8 @@ def counter_rows(counters: list[dict]) -> tuple[list[tuple], list[tuple]]:
         if parsed:
             opened.append((*parsed, packets, size))
         elif name == names.LOCALHOST_ACCEPT:
+            from ..semantics.zones import LOCALHOST  # here: apply imports this module, and zones takes a while
+
             opened.append((LOCALHOST, "any", "loopback", packets, size))
         else:
             dropped.append((name, packets, size))

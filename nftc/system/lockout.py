@@ -13,15 +13,13 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
-import subprocess
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from ..errors import EXIT_POLICY, NftcError
-from ..semantics import catalog
-from ..semantics.reach import decide, zone_segments
-from ..semantics.resolve import CheckedPolicy
-from ..semantics.zones import zone_of
+
+if TYPE_CHECKING:
+    from ..semantics.resolve import CheckedPolicy
 
 DEFAULT_ADMIN_PORT = 22
 MAX_ANCESTORS = 64  # bounds the walk up the parents; sshd, shell, sudo, su, shell is a handful
@@ -147,6 +145,8 @@ def _status(path: str) -> dict[str, str]:
 
 def ingress_interface(address) -> str | None:
     """The interface a packet from `address` arrives on (the route back to it), from `ip route get`."""
+    import subprocess
+
     try:
         output = subprocess.run(["ip", "-o", "route", "get", str(address)], capture_output=True, text=True,
                                 timeout=10).stdout
@@ -158,6 +158,11 @@ def ingress_interface(address) -> str | None:
 
 def lockout_problem(checked: CheckedPolicy, endpoint: AdminEndpoint, interface: str | None) -> str | None:
     """Why the new policy would drop the admin's connection (zone, missing rule); None when it lets it in."""
+    # here, not at the top: finding the admin's address (an apply of an unchanged policy) needs no semantics
+    from ..semantics import catalog
+    from ..semantics.reach import decide, zone_segments
+    from ..semantics.zones import zone_of
+
     zone = zone_of(checked, endpoint.address, interface)
     who = f"the admin connection from {endpoint.address} to tcp port {endpoint.port} ({endpoint.origin})"
     if zone is None:

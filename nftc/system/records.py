@@ -14,11 +14,16 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..backend.render_nft import replace_header
 from .state import StateDir, StateError
 
 FAMILY = "inet"  # the only family nftc writes
 PENDING, APPLIED, SCRIPT = "pending.json", "applied.json", "applied.script"  # files of the state directory
+LISTING = "applied.listing"  # the table as the kernel listed it right after the load: what drift is told against
+MAX_INPUTS = 10_000  # files one compile read: far above any policy, below what would make a check slow
+# Drift compares the elements of the static sets only up to this many (in the compiled table): listing 20,000
+# interval elements took 0.3 s here (0.7 of loading them), 200,000 took 9 s (2.5 times the load). Above it, drift
+# compares everything else (rules, chains, the sets' definitions): `nft -t list ruleset` lists that in milliseconds.
+LISTED_ELEMENTS = 10_000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[0-9a-f]{16}")
 
@@ -35,6 +40,8 @@ class Target:
 
     def replace_header(self) -> str:
         """Create-if-missing then delete: the next lines of the same transaction build it anew."""
+        from ..backend.render_nft import replace_header  # here: the unchanged check needs no renderer
+
         return replace_header(self.family, self.name)
 
 
@@ -49,6 +56,11 @@ def target_from(data: dict, what: str) -> Target:
     if problem:
         raise StateError(f"{what}: table name {str(name)[:40]!r} is not one nftc writes ({problem})")
     return Target(family, name)
+
+
+def lists_elements(elements: int | None) -> bool:
+    """Whether drift reads the static sets' elements of a table with `elements` of them (None: unknown, yes)."""
+    return elements is None or elements <= LISTED_ELEMENTS
 
 
 def boot_id() -> str:
@@ -79,26 +91,86 @@ def _number(value, what: str, field: str) -> float:
 
 
 @dataclass(frozen=True)
+class Input:
+    """One file a compile read: where, where that led (an include that now resolves to another file is a change),
+    and the sha256 of its bytes as the compiler read them (without a UTF-8 byte order mark)."""
+
+    path: str
+    real: str
+    sha256: str
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "real": self.real, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a compiled script was made from: enough to know, without compiling, that a compile now would give the
+    same script (nftc.system.reapply): the nftc version and the sha256 of its compiler's sources, the files read,
+    and whether the compile warned (then it compiles again, to say the warnings, and for --strict to refuse)."""
+
+    nftc: str
+    code: str
+    strict: bool
+    warnings: int
+    inputs: tuple[Input, ...]
+
+    def as_dict(self) -> dict:
+        return {"nftc": self.nftc, "code": self.code, "strict": self.strict, "warnings": self.warnings,
+                "inputs": [i.as_dict() for i in self.inputs]}
+
+
+@dataclass(frozen=True)
 class Applied:
-    """What the last apply (or rollback) loaded: the policy, its digest, its table, when."""
+    """What the last apply (or rollback) loaded: the policy, its digest, its table, when; how many static set
+    elements it has (whether drift lists them) and what it was compiled from (None: unknown, an older record)."""
 
     policy: str
     digest: str
     target: Target
     time: str
     restored: bool = False
+    elements: int | None = None
+    provenance: Provenance | None = None
 
     def as_dict(self) -> dict:
         return {"policy": self.policy, "digest": self.digest, "family": self.target.family,
-                "table": self.target.name, "time": self.time, "restored": self.restored}
+                "table": self.target.name, "time": self.time, "restored": self.restored, "elements": self.elements,
+                "provenance": self.provenance.as_dict() if self.provenance else None}
 
 
 def applied_from(data: dict, what: str) -> Applied:
-    policy, time = data.get("policy"), data.get("time")
+    policy, time, elements = data.get("policy"), data.get("time"), data.get("elements")
     if not isinstance(policy, str) or not isinstance(time, str):
         raise StateError(f"{what}: policy or time is missing")
+    if elements is not None and (isinstance(elements, bool) or not isinstance(elements, int) or elements < 0):
+        raise StateError(f"{what}: elements is not a count")
+    provenance = data.get("provenance")
     return Applied(policy[:4096], _hex64(data.get("digest"), what, "digest"), target_from(data, what), time[:64],
-                   data.get("restored") is True)
+                   data.get("restored") is True, elements,
+                   provenance_from(provenance, what) if provenance is not None else None)
+
+
+def provenance_from(data, what: str) -> Provenance:
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), list) or \
+            len(data["inputs"]) > MAX_INPUTS:
+        raise StateError(f"{what}: provenance is damaged")
+    nftc, code, strict, warnings = data.get("nftc"), data.get("code"), data.get("strict"), data.get("warnings")
+    if not isinstance(nftc, str) or not isinstance(strict, bool) or isinstance(warnings, bool) or \
+            not isinstance(warnings, int):
+        raise StateError(f"{what}: provenance is damaged")
+    return Provenance(nftc[:64], _hex64(code, what, "code"), strict, warnings,
+                      tuple(_input_from(item, what) for item in data["inputs"]))
+
+
+def _input_from(item, what: str) -> Input:
+    """A file path read back: only ever opened to be hashed, never loaded; absolute, one line, no NUL."""
+    if not isinstance(item, dict):
+        raise StateError(f"{what}: an input is damaged")
+    paths = (item.get("path"), item.get("real"))
+    if not all(isinstance(p, str) and p.startswith("/") and len(p) <= 4096 and "\0" not in p for p in paths):
+        raise StateError(f"{what}: an input's path is damaged")
+    return Input(*paths, _hex64(item.get("sha256"), what, "an input's sha256"))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ written they are removed, so no record tells a lie.
 
 from __future__ import annotations
 
-from . import elements, kernel, live, snapshot
+from . import elements, kernel, live, reader, snapshot
 from ..backend import names
 from ..errors import NftcError
 from .kernel import KernelError
-from .records import APPLIED, PENDING, SCRIPT, Applied, Target
+from .records import APPLIED, LISTING, PENDING, SCRIPT, Applied, Target
 from .state import StateDir, StateError, as_json, now_iso
 
 
@@ -29,11 +29,12 @@ def load(script: str) -> None:
     raise ApplyError(kernel.annotate_errors(result.error, script) + "\nnothing was changed")
 
 
-def live_elements(target: Target, listing: str | None) -> tuple[elements.SetElements, ...]:
-    """The dynamic sets' elements of a live nftc table, read as JSON data."""
+def live_elements(target: Target, listing: str | None, skip: tuple[str, ...] = ()) -> tuple[elements.SetElements, ...]:
+    """The dynamic sets' elements of a live nftc table (but those in `skip`), read as JSON data."""
     if listing is None:
         return ()
-    dynamic = sorted(b.name for b in live.blocks(listing) if b.kind == "set" and names.dynamic_set_version(b.name))
+    dynamic = sorted(b.name for b in live.blocks(listing) if b.kind == "set" and names.dynamic_set_version(b.name)
+                     and b.name not in skip)
     found = ((name, kernel.list_set(target.family, target.name, name)) for name in dynamic)
     return tuple(elements.from_json(name, data) for name, data in found if data is not None)
 
@@ -42,7 +43,7 @@ def restore(state: StateDir, saved: snapshot.Saved) -> list[str]:
     """Put the snapshot back in one transaction, then record it: the kernel first, so a full disk cannot stop a
     rollback; records afterwards, and if they cannot be written, removed, so no record tells a lie. Returns notes
     for the log (tables left alone, records that could not be written)."""
-    listings = {t.target: kernel.list_table(t.target.family, t.target.name) for t in saved.record.tables}
+    listings = {t.target: reader.terse_table(t.target) for t in saved.record.tables}
     current = {t: live_elements(t, listing) for t, listing in listings.items() if listing is not None
                and live.digest(listing)}
     script, notes = snapshot.restore_script(saved, listings, current)
@@ -60,16 +61,35 @@ def _record_restored(state: StateDir, saved: snapshot.Saved) -> list[str]:
     previous = saved.record.applied
     try:
         if previous is None or saved.applied_script is None:
-            state.remove(APPLIED)
-            state.remove(SCRIPT)
+            for name in (APPLIED, SCRIPT, LISTING):
+                state.remove(name)
             return []
-        restored = Applied(previous.policy, previous.digest, previous.target, now_iso(), restored=True)
+        restored = Applied(previous.policy, previous.digest, previous.target, now_iso(), True, previous.elements,
+                           previous.provenance)
         state.stage({APPLIED: as_json(restored.as_dict()), SCRIPT: saved.applied_script}).commit()
-        return []
     except (StateError, OSError) as exc:
-        for name in (APPLIED, SCRIPT):
+        for name in (APPLIED, SCRIPT, LISTING):
             try:
                 state.remove(name)
             except (StateError, OSError):
                 pass
         return [f"the rollback could not be recorded ({exc}); the applied record was removed"]
+    return _record_restored_listing(state, saved)
+
+
+def _record_restored_listing(state: StateDir, saved: snapshot.Saved) -> list[str]:
+    """The listing drift is told against, as recorded after the restored record's load; without it (or if it
+    cannot be written) drift is unknown until the next apply, which says so."""
+    try:
+        if saved.applied_listing is not None:
+            state.write_text(LISTING, saved.applied_listing, durable=False)
+        else:
+            state.remove(LISTING)
+        return []
+    except (StateError, OSError) as exc:
+        try:
+            state.remove(LISTING)
+        except (StateError, OSError):
+            pass
+        return [f"the listing drift is told against could not be written ({exc}); drift is unknown until the "
+                "next apply"]

@@ -4,11 +4,19 @@ Files in the state directory:
   snapshot.json            which tables (existed or not), the sha256 of snapshot.nft, the applied record they
                            came from, and their dynamic elements as checked data
   snapshot.nft             the listings of the tables that existed, one `table inet NAME { ... }` block each
-  snapshot.applied.script  the compiled script of that applied record (what drift is told against after a rollback)
+  snapshot.applied.script  the compiled script of that applied record (loaded at boot if the policy no longer
+                           compiles after a rollback)
+  snapshot.applied.listing the listing recorded right after that record's load (what drift is told against after a
+                           rollback; optional: without it, drift after the rollback is unknown)
 
 A snapshot is loaded only if snapshot.nft has the sha256 nftc recorded, consists of nothing but blocks of the
 tables the record names, each carrying nftc's marker, and the applied script has its policy's digest. Elements of
-the dynamic sets are stripped from the listings and carried as data (elements.py).
+the dynamic sets are stripped from the listings and carried as data (elements.py); a set the apply kept in place
+has none saved: a rollback takes its live elements.
+
+A table that is exactly its applied record (the marker's digest is the record's, no drift) is saved as the
+record's compiled script rather than listed: with 10^5 addresses listing it takes longer than loading it. Its
+counters restart from zero on a rollback, as those of a listed table do.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from .records import Snapshot, TableState, Target
 from .state import StateDir, StateError, as_json
 
 JSON_FILE, NFT_FILE, SCRIPT_FILE = "snapshot.json", "snapshot.nft", "snapshot.applied.script"
+LISTING_FILE = "snapshot.applied.listing"
 # nft reads these at any depth of a block: a rule comment holding a newline and one of them (another tool can write
 # such a comment through the netlink API) would make a restore include a file or define variables.
 _SCOPE_COMMANDS = ("include", "define", "redefine", "undefine")
@@ -42,19 +51,31 @@ class Saved:
     listings: dict[Target, str]  # tables that existed, without dynamic elements
     elements: dict[Target, tuple[elements.SetElements, ...]]
     applied_script: str | None
+    applied_listing: str | None = None
 
 
 def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, tuple[elements.SetElements, ...]],
-          applied_script: str | None) -> dict[str, str]:
-    """The snapshot's files, to stage: the listings stripped of dynamic elements, the elements as data."""
-    text = "".join(live.normalise(listings[t.target]) for t in record.tables if t.existed)
+          applied_script: str | None, applied_listing: str | None = None) -> dict[str, str]:
+    """The snapshot's files, to stage: the listings (or scripts) without dynamic elements, the elements as
+    data."""
+    text = "".join(_block(listings[t.target], t.target) for t in record.tables if t.existed)
     data = {**record.as_dict(), "sha256": records.content_sha256(text), "elements": [
         {"family": target.family, "table": target.name, "set": s.name, "items": elements.rendered(s)}
         for target, sets in sorted(carried.items()) for s in sets]}
     out = {JSON_FILE: as_json(data), NFT_FILE: text}
     if applied_script is not None:
         out[SCRIPT_FILE] = applied_script
+    if applied_listing is not None:
+        out[LISTING_FILE] = applied_listing
     return out
+
+
+def _block(listing: str, target: Target) -> str:
+    """One table's block of snapshot.nft: a listing normalised, or a compiled script's table (no counter values,
+    no dynamic elements: nothing to normalise)."""
+    if listing.startswith(f"table {target} {{\n"):
+        return live.normalise(listing)
+    return live.table_block(listing, target) or ""
 
 
 def read(state: StateDir) -> Saved:
@@ -70,7 +91,8 @@ def read(state: StateDir) -> Saved:
     if records.content_sha256(text) != record.sha256:
         raise StateError(f"{state.file(NFT_FILE)} is corrupt: it is not the snapshot nftc saved (sha256 differs)")
     listings = _blocks(text, record, state.file(NFT_FILE))
-    return Saved(record, listings, _saved_elements(data, record, what), _applied_script(state, record))
+    return Saved(record, listings, _saved_elements(data, record, what), _applied_script(state, record),
+                 _applied_listing(state, record))
 
 
 def _blocks(text: str, record: Snapshot, path: str) -> dict[Target, str]:
@@ -129,6 +151,12 @@ def _applied_script(state: StateDir, record: Snapshot) -> str | None:
     return script
 
 
+def _applied_listing(state: StateDir, record: Snapshot) -> str | None:
+    """Only ever compared, never loaded: one that does not carry the record's digest is ignored, not an error."""
+    listing = state.read_text(LISTING_FILE) if record.applied is not None else None
+    return listing if listing is not None and live.digest(listing) == record.applied.digest else None
+
+
 def extended(saved: Saved, added: dict[Target, tuple[str | None, tuple[elements.SetElements, ...]]]) -> dict[str, str]:
     """The snapshot's files with more tables, each as it is now (listing None: it does not exist)."""
     record = Snapshot(saved.record.tables + tuple(TableState(t, listing is not None)
@@ -136,7 +164,7 @@ def extended(saved: Saved, added: dict[Target, tuple[str | None, tuple[elements.
                       saved.record.sha256, saved.record.time, saved.record.applied)
     listings = {**saved.listings, **{t: listing for t, (listing, _) in added.items() if listing is not None}}
     carried = {**saved.elements, **{t: sets for t, (_, sets) in added.items()}}
-    return files(record, listings, carried, saved.applied_script)
+    return files(record, listings, carried, saved.applied_script, saved.applied_listing)
 
 
 def restore_script(saved: Saved, live_listings: dict[Target, str | None],

@@ -297,8 +297,10 @@ class StateDir:
             raise StateError(f"{self.file(name)} is corrupt; remove it to continue")
         return data
 
-    def write_text(self, name: str, text: str) -> None:
-        self.stage({name: text}).commit()
+    def write_text(self, name: str, text: str, durable: bool = True) -> None:
+        """Replace `name` atomically; `durable`: on disk before this returns (not needed for what nftc can
+        rebuild, such as the listing drift compares against)."""
+        self.stage({name: text}, durable).commit()
 
     def write_json(self, name: str, data: dict) -> None:
         self.write_text(name, as_json(data))
@@ -308,21 +310,22 @@ class StateDir:
         fd = self._open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding="utf-8")
 
-    def stage(self, files: dict[str, str]) -> "Staged":
+    def stage(self, files: dict[str, str], durable: bool = True) -> "Staged":
         """Write each file beside its final name: proves there is room before the kernel changes; commit renames."""
-        staged = Staged(self, {})
+        staged = Staged(self, {}, durable)
         for name, text in files.items():
             temporary = f".{name}.tmp{os.getpid()}"
             staged.temporaries[name] = temporary
             try:
-                self._write_new(temporary, text.encode("utf-8"))
+                self._write_new(temporary, text.encode("utf-8"), durable)
             except OSError as exc:
                 staged.discard()
                 raise StateError(f"cannot write {self.file(name)}: {exc.strerror}") from None
         return staged
 
-    def _write_new(self, temporary: str, data: bytes) -> None:
-        """Create `temporary` (O_EXCL, 0600) and write it to disk; a leftover of the same name is removed first."""
+    def _write_new(self, temporary: str, data: bytes, durable: bool) -> None:
+        """Create `temporary` (O_EXCL, 0600) and write it (to disk, if `durable`); a leftover of the same name is
+        removed first."""
         directory = self._existing()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS
         try:
@@ -333,7 +336,8 @@ class StateDir:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
 
     def remove(self, name: str) -> bool:
         directory = self._descriptor(create=False)
@@ -368,6 +372,7 @@ class Staged:
 
     state: StateDir
     temporaries: dict[str, str]
+    durable: bool = True
 
     def commit(self) -> None:
         """Rename every file into place; a rename needs no room, so this works on a full disk."""
@@ -380,6 +385,8 @@ class Staged:
             except OSError as exc:
                 self.discard()
                 raise StateError(f"cannot write {self.state.file(final)}: {exc.strerror}") from None
+        if not self.durable:
+            return
         try:
             os.fsync(directory)  # the renames themselves on disk
         except OSError:
