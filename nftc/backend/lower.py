@@ -182,8 +182,11 @@ def _icmp_error_rules() -> list[ir.Rule]:
 def _rpfilter_rules(b: _Builder) -> list[ir.Rule]:
     """No route back to the source (strict: by the interface it came in on): forged, or routed asymmetrically.
 
-    Checked before the source picks a zone, so a LAN address sent in on the internet interface is never the LAN.
-    One lookup per packet, in the input chain only: nftc filters what reaches this host and never forwarding.
+    Checked before the source picks a zone, so a LAN address sent in on the internet interface is never the LAN;
+    before the echo meters too, so forged sources cannot fill them. Only for packets conntrack sees as new: a
+    route lookup for every packet of every established connection cost 4-8 % of the new-connection rate
+    (docs/benchmarks.md), and a packet can only be established after its connection's first one passed here.
+    In the input chain only: nftc filters what reaches this host and never forwarding.
     """
     rpfilter = b.checked.policy.rpfilter
     if rpfilter.mode not in RPFILTER_LOOKUPS:
@@ -192,8 +195,9 @@ def _rpfilter_rules(b: _Builder) -> list[ir.Rule]:
         f"rpfilter {rpfilter.mode} (default)"
     back = "by the interface it came in on" if rpfilter.mode == "strict" else "by any interface"
     chain = _counted_drop_chain(b, "rpfilter", rpfilter.span, where, f"no route back to the source {back}")
+    new = ir.Match(ir.Ct("state"), ir.Flags(("new",)))
     missing = ir.Match(ir.Fib(RPFILTER_LOOKUPS[rpfilter.mode], "oif"), ir.Presence(False))
-    return [ir.Rule((missing, ir.Verdict("goto", chain)), where)]
+    return [ir.Rule((new, missing, ir.Verdict("goto", chain)), where)]
 
 
 def _echo_rules(b: _Builder) -> list[ir.Rule]:
