@@ -129,6 +129,6 @@ def address_files(draw):
     return draw(st.sampled_from(["\n", "\r\n"])).join(lines) + draw(st.sampled_from(["", "\n"]))
 
 
-@examples(few=200, many=3000)
+@examples(few=50, many=3000)
 def test_issue9_random_address_files_mean_what_the_line_by_line_reading_means(examples):
     check_property(same_as_reference, examples, address_files())

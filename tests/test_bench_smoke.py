@@ -90,6 +90,7 @@ def _install_and_verify(checkout: pathlib.Path, run: pathlib.Path, *, stale: str
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # installs and byte-compiles a copy of nftc: seconds
 def test_item_measure_what_users_run_children_import_the_installed_compiled_nftc(tmp_path):
     """Issue 9, "measure what users run": nftc is pip-installed into the run's folder and bytecode compiled; a
     child started as the workloads start theirs imports that copy, every module from its .pyc; the checkout gets
@@ -102,6 +103,7 @@ def test_item_measure_what_users_run_children_import_the_installed_compiled_nftc
     assert tree_changes(before, tree_state(checkout)) == []
 
 
+@pytest.mark.slow  # installs and byte-compiles a copy of nftc: seconds
 def test_item_measure_what_users_run_a_module_compiled_again_in_every_process_is_refused(tmp_path):
     """Issue 9: a source newer than its bytecode is recompiled by every process that imports it (and never
     rewritten under -B), which is what the benchmark must not time: verify() says so."""
