@@ -29,7 +29,7 @@ from nftc.semantics import catalog
 from nftc.language import model
 from nftc.language.model import Rate
 from nftc.language.parser import MAX_LOG_PREFIX, largest_burst
-from nftc.language.parser import NFT_KEYWORDS as RESERVED_TABLE_WORDS
+from nftc.language.reserved import NFT_KEYWORDS as RESERVED_TABLE_WORDS
 
 from helpers import first_error
 

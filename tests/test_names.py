@@ -136,3 +136,10 @@ def test_item8_accepted_connections_log_with_one_prefix_whatever_the_table():
     logs = [st.prefix for c in table.chains for r in c.rules for st in r.statements if isinstance(st, ir.Log)]
     assert logs == [f"{m.ACCEPT_LOG_PREFIX}r1 "]
     assert f"`{m.ACCEPT_LOG_PREFIX}`" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_item8_the_table_name_rule_reads_names_as_the_grammar_does():
+    """nftc.language.reserved keeps its own copy of NAME so that status and rollback need no parser: it must be
+    the grammar's."""
+    from nftc.language import reserved
+    assert reserved.NAME.pattern == _grammar_name()

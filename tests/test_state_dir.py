@@ -24,7 +24,7 @@ import pytest
 
 from apply_helpers import MINIMAL, SITE, Server, lab, server, wait_until  # noqa: F401 (fixtures)
 from nftc.lab.netns import Lab
-from nftc.language.parser import table_name_problem
+from nftc.language.reserved import table_name_problem
 from nftc.system.state import Lock, StateDir, StateError, host_lock_path, state_dir_path
 
 NOBODY = 65534

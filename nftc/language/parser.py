@@ -12,37 +12,9 @@ from . import zfw_parser
 from .zfw_parser import (Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
                          VisitError, v_args)
 from .diagnostics import Diagnostic, PolicyError, did_you_mean, error, quoted
+from .reserved import MAX_NAME_LENGTH, NAME_CHARACTERS, TABLE_NAME_HINTS, table_name_problem
 
-MAX_NAME_LENGTH = 32
 MAX_STRING_LENGTH = 100
-# Tables other tools create in the ip, ip6 and inet families: nftc replaces its own table whole, so it must never
-# be one of theirs. Only names nftc's name syntax can spell matter: f2b-table (fail2ban's default), kube-proxy,
-# docker-bridges, nixos-fw, ts-filter, wg-quick-*, nm-shared-*, io.systemd.nat cannot be written in a policy.
-COMMON_TABLE_NAMES = (
-    "filter", "nat", "mangle", "raw", "security",  # iptables-nft (ufw, Docker, libvirt, kube-proxy); Debian's example
-    "firewalld", "firewalld_policy_drop",  # firewalld: TABLE_NAME and TABLE_NAME_POLICY in core/nftables.py
-    "f2b", "fail2ban",  # what admins set fail2ban's nftables `table` option to (action.d/nftables.conf)
-    "crowdsec", "crowdsec6",  # crowdsec-firewall-bouncer, nftables mode: ipv4 and ipv6 tables
-    "sshguard",  # sshguard's sshg-fw-nft-sets backend (ip and ip6)
-    "libvirt_network",  # libvirt's nftables firewall backend (virtual networks)
-    "netavark",  # podman's netavark, nftables driver (TABLENAME in src/firewall/nft.rs)
-    "incus", "lxd",  # incus and LXD bridge firewalls (table inet incus, table inet lxd)
-    "foomuuri",  # foomuuri (table inet foomuuri)
-    "fw4",  # OpenWrt's firewall4
-    "opensnitch",  # opensnitch's nftables firewall (table inet opensnitch)
-)
-# The table name is the one name nftc writes bare into nft text, where nft's scanner reads these as keywords
-# (families, objects, statements, verdicts, expressions): reserve them. Every other name nftc emits has a prefix
-# or a '/' (zone_lan, ports_lan, lan/ssh/r1), which nft never reads as a keyword.
-NFT_KEYWORDS = frozenset("""
-    accept add and arp auto-merge bridge burst bytes chain chains comment constant continue counter counters create
-    ct day define delete describe destroy device devices drop dynamic element elements ether export fib flags flow
-    flowtable flush goto handle hook hour icmp icmpv6 igmp import include index inet insert interval ip ip6 jump
-    last limit limits list log map maps masquerade meta meter minute monitor name netdev notrack numgen over packets
-    policy position prefix priority queue quota random rate redefine redirect reject rename replace reset return
-    rt rule ruleset sctp second set sets size snat dnat socket state synproxy table tables tcp th timeout type typeof
-    udp udplite undefine update vlan vmap week xor
-""".split())
 _UNIT_NS = {"second": 10**9, "minute": 60 * 10**9, "hour": 3600 * 10**9, "day": 86400 * 10**9}
 MAX_LOG_PREFIX = 64  # nftc appends a rule id; the kernel's limit for the whole prefix is 127
 
@@ -69,37 +41,7 @@ _TERMINAL_WORDS = {
 _STATEMENT_KEYWORDS = ("zone", "service", "group", "allow", "deny", "reject", "assert", "include", "table",
                        "log", "icmp", "rpfilter")
 _STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops, icmp echo or rpfilter"
-_NAME_CHARACTERS = "names hold only ASCII letters, digits and '_', and start with a letter or '_'"
 _STRING_RULE = "strings hold printable ASCII without quotes or backslashes: nothing in one can read as nft syntax"
-
-
-_TOO_COMMON = "too common: it may be another tool's table"
-_NFT_KEYWORD = "an nft keyword"
-_TABLE_NAME_HINTS = {_TOO_COMMON: "nftc replaces its table whole; pick a name only nftc uses, such as zfw",
-                     _NFT_KEYWORD: "nft would misread it; pick another name, such as zfw"}
-
-
-def table_name_problem(name: str) -> str | None:
-    """Why `name` cannot be nftc's table name (a phrase after "table name 'X' is"), or None.
-
-    The one home of the rule: the `table` statement uses it, and so does the apply side for every table name it
-    reads back from its state directory, where any string can turn up and goes into nft text if it passes.
-    """
-    if not _name_pattern().fullmatch(name):
-        return f"not a name ({_NAME_CHARACTERS})"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"longer than {MAX_NAME_LENGTH} characters"
-    if name in COMMON_TABLE_NAMES:
-        return _TOO_COMMON
-    if name.lower() in NFT_KEYWORDS:
-        return _NFT_KEYWORD
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _name_pattern() -> re.Pattern:
-    """The grammar's NAME terminal, compiled: the grammar stays the one home of what a name looks like."""
-    return re.compile(_lark().get_terminal("NAME").pattern.to_regexp())
 
 
 @functools.lru_cache(maxsize=None)
@@ -220,7 +162,7 @@ def _bad_character(exc: UnexpectedCharacters, span: m.Span, line: str) -> Diagno
     shown = repr(exc.char) if exc.char.isprintable() else f"U+{ord(exc.char):04X}"
     previous = (exc.token_history or [None])[-1]
     if previous is not None and previous.type == "NAME" and previous.end_pos == exc.pos_in_stream:
-        return error(f"{shown} cannot appear in a name", span, hint=_NAME_CHARACTERS)
+        return error(f"{shown} cannot appear in a name", span, hint=NAME_CHARACTERS)
     return error(f"unexpected character {shown}", span, hint=_expected(allowed))
 
 
@@ -263,7 +205,7 @@ def _unexpected_token(exc: UnexpectedToken, span: m.Span, line: str) -> Diagnost
     glued = token.type not in ("_NL", "$END") and not _is_word(token)
     if glued and re.search(r"(^|\s)[A-Za-z_][A-Za-z0-9_]*$", line[: span.column - 1]):
         return error(f"{str(token)[0]!r} cannot appear in a name", dataclasses.replace(span, end_column=0),
-                     hint=_NAME_CHARACTERS)
+                     hint=NAME_CHARACTERS)
     if span.column > 1 and line[span.column - 2] == '"':
         return error(f"unexpected {shown} right after a string", span,
                      hint="a quote ends the string: strings cannot hold quotes")
@@ -337,7 +279,7 @@ class _StatementBuilder(Transformer):
         name = self._name(items[0])
         problem = table_name_problem(name) if len(name) <= MAX_NAME_LENGTH else None  # _name said it is too long
         if problem:
-            self._fail(f"table name '{name}' is {problem}", items[0], hint=_TABLE_NAME_HINTS.get(problem, ""))
+            self._fail(f"table name '{name}' is {problem}", items[0], hint=TABLE_NAME_HINTS.get(problem, ""))
         return m.TableName(name, _span(self.file, meta))
 
     def zone(self, meta, items):

@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from ..language.reserved import table_name_problem
 from .state import StateDir, StateError
 
 FAMILY = "inet"  # the only family nftc writes
@@ -47,7 +48,6 @@ class Target:
 
 def target_from(data: dict, what: str) -> Target:
     """A (family, table) pair read back from a record, checked with the rules the policy language uses."""
-    from ..language.parser import table_name_problem  # the one home of the table-name rules
 
     family, name = data.get("family"), data.get("table")
     if family != FAMILY:
