@@ -54,17 +54,21 @@ def _write(path: str, text: str) -> str:
     return path
 
 
-def zone_policy(directory: str, count: int) -> str:
-    """The single-server policy plus `zone blocked = file "..."` of `count` addresses (dropped by default)."""
+def zone_policy(directory: str, count: int, blocking: bool = True) -> str:
+    """The single-server policy plus `zone blocked = file "..."` of `count` addresses. It allows nothing, so it is
+    a blocking zone (README, "What a ban does": its addresses are looked up for every packet); with `blocking`
+    False it allows ssh, and is looked up only for new connections, after conntrack."""
     listing = _write(os.path.join(directory, f"blocked-{count}.txt"), "\n".join(addresses(count)) + "\n")
-    return _write(os.path.join(directory, f"zone-{count}.zfw"), f"""table bench
+    rule = "deny  blocked  -> zimbra.public" if blocking else "allow blocked  -> ssh"
+    name = f"zone-{count}.zfw" if blocking else f"zone-{count}-allowing.zfw"
+    return _write(os.path.join(directory, name), f"""table bench
 zone lan      = {LAN_V4}, {LAN_V6}
 zone internet = any
 zone blocked  = file "{os.path.basename(listing)}"
 allow internet -> zimbra.public
 allow lan      -> zimbra.public
 allow lan      -> zimbra.admin, ssh
-deny  blocked  -> zimbra.public
+{rule}
 """)
 
 

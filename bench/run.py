@@ -3,7 +3,7 @@
 Needs root (network namespaces; every kernel measurement happens in throwaway namespaces wired only to each
 other). nftc is first installed with pip into the run's temporary folder and bytecode compiled, and every nftc
 command runs from there (bench/installed.py), as a user's would. `--quick` is a smoke run of a few seconds with
-small sizes that writes no document unless --output is given; the full run takes about fifteen minutes on two cores.
+small sizes that writes no document unless --output is given; the full run takes about four minutes on two cores.
 """
 
 from __future__ import annotations

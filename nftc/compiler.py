@@ -27,7 +27,7 @@ from .backend import ir, names
 from .backend.lower import lower_policy
 from .backend.render_nft import render_nft
 from .language.diagnostics import Diagnostic, PolicyError
-from .language.loader import load_policy
+from .language.loader import Feeds, load_policy
 from .semantics.reach import failed_assertions, never_matching_rules
 from .semantics.resolve import CheckedPolicy, check_policy
 
@@ -42,16 +42,19 @@ CHECKS: tuple[Check, ...] = (
 
 @dataclass(frozen=True)
 class Compilation:
+    """What a compile produced: the checked policy (for the lab and the lockout guard), the table, its digest."""
+
     checked: CheckedPolicy
     table: ir.Table
     digest: str  # sha256 of the ruleset without its comment: identifies what was compiled
     warnings: tuple[Diagnostic, ...] = ()  # resolve's, then the checks', in order
 
 
-def compile_policy(path: str, sources: MutableMapping[str, str]) -> Compilation:
-    """Raise PolicyError with every problem found; `sources` receives the text of each file read."""
+def compile_policy(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None) -> Compilation:
+    """Raise PolicyError with every problem found; `sources` receives the text of each file read; `feeds` gives
+    the url zones' last good blocklists (apply reads them from the state directory; none: empty sets)."""
     with _collector_paused():
-        return _compile(path, sources)
+        return _compile(path, sources, feeds)
 
 
 @contextlib.contextmanager
@@ -67,14 +70,14 @@ def _collector_paused():
             gc.enable()
 
 
-def _compile(path: str, sources: MutableMapping[str, str]) -> Compilation:
-    checked = check_policy(load_policy(path, sources))
+def _compile(path: str, sources: MutableMapping[str, str], feeds: Feeds | None) -> Compilation:
+    checked = check_policy(load_policy(path, sources, feeds))
     found = run_checks(checked)
     errors = tuple(d for d in found if d.severity == "error")
     if errors:
         raise PolicyError(errors)
     table = lower_policy(checked)
-    digest = hashlib.sha256(render_nft(table).encode()).hexdigest()
+    digest = hashlib.sha256(render_nft(_without_blocklists(table)).encode()).hexdigest()
     comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
     assert len(comment) <= MAX_COMMENT, comment
     warnings = checked.warnings + tuple(d for d in found if d.severity != "error")
@@ -87,6 +90,17 @@ def _stamped(table: ir.Table, marker: str) -> ir.Table:
     its dynamic sets in place (nftc.system.transaction), so apply and status read the digest from the chain."""
     chains = tuple(dataclasses.replace(c, comment=marker) if c.name == names.INPUT_CHAIN else c for c in table.chains)
     return dataclasses.replace(table, comment=marker, chains=chains)
+
+
+def _without_blocklists(table: ir.Table) -> ir.Table:
+    """The table with its url zones' sets empty: what the digest covers. A blocklist is data that `nftc refresh`
+    replaces in the live set without touching the rest; the digest (and the marker that carries it) names the
+    policy, so a refresh leaves it true (nftc.system.refresh: how a refresh is recorded; live.script_digest
+    leaves the same lines out of a recorded script)."""
+    if not any(names.parse_blocklist_set(s.name) for s in table.sets):
+        return table
+    sets = tuple(dataclasses.replace(s, elements=()) if names.parse_blocklist_set(s.name) else s for s in table.sets)
+    return dataclasses.replace(table, sets=sets)
 
 
 def run_checks(checked: CheckedPolicy) -> tuple[Diagnostic, ...]:

@@ -17,16 +17,35 @@ fi
 
 # The distro interpreter: python3-nftables is built for it, not for a pyenv/conda python3 first on PATH.
 packages=(python3 python3-venv python3-nftables nftables iproute2 util-linux)
-[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping sudo systemd man-db)
+[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping sudo systemd man-db fail2ban)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
+# The tests need the programs of fail2ban and memcached, never their services: fail2ban's would start its sshd
+# jail, which adds its own rules to this machine's firewall, the moment the package is installed. So no service
+# starts during this install (Debian's policy-rc.d answering 101, unless the machine has its own), and those two,
+# when this script installed them, are not started at boot either.
+daemons=(fail2ban memcached)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when apt fails (the script exits on any error)
+  fi
+  apt-get -o DPkg::Lock::Timeout=600 update -qq  # another apt (unattended-upgrades) may hold the lock a while
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if trap -p EXIT | grep -q policy-rc.d; then  # ours: gone before `exec pytest`, which runs no EXIT trap
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
+  for daemon in "${daemons[@]}"; do
+    if [[ " ${missing[*]} " == *" $daemon "* ]] && command -v systemctl >/dev/null; then
+      systemctl disable --quiet "$daemon.service" 2>/dev/null || true
+    fi
+  done
 fi
 
 venv=.venv

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -60,12 +61,34 @@ class Server:
     def nft(self, *args: str, input: str | None = None) -> str:
         return self.lab.exec(self.ns, "nft", *args, input=input).stdout
 
+    def ruleset(self) -> str:
+        """`nft list ruleset`, each table's objects in name order (in_name_order)."""
+        return in_name_order(self.nft("list", "ruleset"))
+
     def digest(self) -> str | None:
         """The digest nftc's marker carries: the input chain's comment (the table's keeps the digest of the apply
         that created the table, when later applies kept it and its dynamic sets in place)."""
         from nftc.system import live
 
         return live.digest(self.lab.exec(self.ns, "nft", "list", "table", "inet", "zfw", check=False).stdout)
+
+
+_OBJECT = re.compile(r"^\t\S[^\n]* \{\n(?:\t\t[^\n]*\n|\n)*?\t\}\n\n?", re.MULTILINE)
+
+
+def in_name_order(ruleset: str) -> str:
+    """A ruleset listing with the named objects of each table (sets, chains, counters...) sorted, the rest in place,
+    and without nftc's marker on a table: an apply or a rollback in place keeps some objects (dynamic sets,
+    counters) and makes the others anew after them, so the kernel lists the same table in another order (issue
+    10), and the table keeps the comment of the apply that created it (the input chain's marker says what is
+    loaded: compared with the rest). Every other line is still compared."""
+    out, start = [], 0
+    for table in re.finditer(r"^table [^\n]*\{\n.*?^\}\n", ruleset, re.MULTILINE | re.DOTALL):
+        objects = sorted(found.group(0).rstrip("\n") + "\n" for found in _OBJECT.finditer(table.group(0)))
+        rest = re.sub(r'^\tcomment "nftc [^\n]*\n', "", _OBJECT.sub("", table.group(0)), count=1, flags=re.MULTILINE)
+        out += [ruleset[start:table.start()], rest, *objects]
+        start = table.end()
+    return "".join(out + [ruleset[start:]])
 
 
 @pytest.fixture

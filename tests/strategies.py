@@ -66,6 +66,7 @@ class ZoneSpec:
     sources: tuple[str, ...]  # source text as written after `=`, in order
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     address_file: tuple[str, str] | None = None  # (file name, content)
+    trusted: bool = False  # issue 10: `trusted`, for a zone of written addresses only
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class PolicySpec:
         """File name -> text: `policy.zfw`, its address files and, maybe, `defs/services.zfw`."""
         definitions = [_service_text(s) for s in self.services] + [_group_text(g) for g in self.groups]
         main = [f"table {self.table}"] if self.table else []
-        main += [f"zone {z.name} = {', '.join(z.sources)}" for z in self.zones]
+        main += [f"zone {z.name} = {', '.join(z.sources)}{' trusted' if z.trusted else ''}" for z in self.zones]
         main += ['include "defs/services.zfw"  # services and groups'] if self.definitions_in_include else definitions
         main += [r.text() for r in self.rules] + list(self.assertions)
         main += [line for line in (self.log_drops, self.icmp_echo, self.rpfilter) if line]
@@ -303,9 +304,11 @@ def _zones(draw) -> tuple[ZoneSpec, ...]:
             own += in_file
             address_file = (f"zone{index}.txt", _address_file(in_file))
             sources.append(f'file "zone{index}.txt"')
+        written = len(sources) == len(own) and not address_file  # only addresses: it may be trusted
         if draw(st.booleans()) or not sources:
             sources.append("dynamic")
-        zones.append(ZoneSpec(name, tuple(draw(st.permutations(sources))), tuple(own), address_file))
+        trusted = written and bool(own) and "dynamic" not in sources and draw(st.booleans())
+        zones.append(ZoneSpec(name, tuple(draw(st.permutations(sources))), tuple(own), address_file, trusted))
     return tuple(zones)
 
 

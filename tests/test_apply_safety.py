@@ -119,7 +119,7 @@ def test_item6_a_guard_does_not_roll_back_a_table_another_state_dir_replaced(ser
 def test_item9_the_guard_rolls_back_on_a_full_state_filesystem(server):
     site = server.policy("site.zfw", SITE)
     assert server.nftc("apply", str(MINIMAL)).returncode == 0
-    old = server.nft("list", "ruleset")
+    old = server.ruleset()
     state = shlex.quote(str(server.state))
     script = (f"mkdir -p {state} && mount -t tmpfs -o size=2m,mode=0700 nftc-test {state} && "
               f'"$0" -I -B -m nftc apply {shlex.quote(site)} --confirm 3 --state-dir {state} && '
@@ -129,15 +129,16 @@ def test_item9_the_guard_rolls_back_on_a_full_state_filesystem(server):
                              "private", "--", "sh", "-c", script, sys.executable, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert server.digest() == compiled_digest(site)
-    assert wait_until(lambda: server.nft("list", "ruleset") == old, seconds=30)
+    assert wait_until(lambda: server.ruleset() == old, seconds=30)
 
 
 # 10. A damaged pending record, a moved directory: any doubt means roll back.
 
 def unconfirmed_apply(server: Server) -> str:
-    """MINIMAL confirmed, SITE applied with --confirm 3: the ruleset a rollback must bring back."""
+    """MINIMAL confirmed, SITE applied with --confirm 3: the ruleset a rollback must bring back (in name order:
+    a rollback in place lists the same table in another order)."""
     assert server.nftc("apply", str(MINIMAL)).returncode == 0
-    old = server.nft("list", "ruleset")
+    old = server.ruleset()
     assert server.nftc("apply", server.policy("site.zfw", SITE), "--confirm", "3").returncode == 0
     return old
 
@@ -148,7 +149,7 @@ def test_item10_a_damaged_pending_record_means_roll_back(server, damage):
     (server.state / "pending.json").write_text(damage)
     assert wait_until(lambda: "snapshot restored" in guard_log(server), seconds=30), guard_log(server)
     assert "treated as unconfirmed" in guard_log(server)
-    assert server.nft("list", "ruleset") == old
+    assert server.ruleset() == old
 
 
 def test_item10_a_moved_state_directory_still_rolls_back(server):
@@ -156,13 +157,13 @@ def test_item10_a_moved_state_directory_still_rolls_back(server):
     moved = server.state.with_name("moved-state")
     server.state.rename(moved)
     assert wait_until(lambda: "snapshot restored" in (moved / "guard.log").read_text(), seconds=30)
-    assert server.nft("list", "ruleset") == old
+    assert server.ruleset() == old
 
 
 def test_item10_a_removed_state_directory_still_rolls_back(server):
     old = unconfirmed_apply(server)
     subprocess.run(["rm", "-rf", str(server.state)], check=True)
-    assert wait_until(lambda: server.nft("list", "ruleset") == old, seconds=30)
+    assert wait_until(lambda: server.ruleset() == old, seconds=30)
 
 
 # 11. --confirm's range, and a deadline no wall-clock step moves.
@@ -188,11 +189,11 @@ def boottime_in(server: Server, seconds: float) -> float:
 def test_item11_the_deadline_is_kept_on_the_boot_clock_not_the_wall_clock(server):
     site = server.policy("site.zfw", SITE)
     assert server.nftc("apply", str(MINIMAL)).returncode == 0
-    old = server.nft("list", "ruleset")
+    old = server.ruleset()
     assert server.nftc("apply", site, "--confirm", "600").returncode == 0
     # What a wall-clock step would do: the wall-clock deadline far away; the boot-clock deadline in a second.
     rewrite_pending(server, deadline=boottime_in(server, 1), deadline_wall=time.time() + 86400)
-    assert wait_until(lambda: server.nft("list", "ruleset") == old, seconds=30)
+    assert wait_until(lambda: server.ruleset() == old, seconds=30)
 
 
 def test_item11_a_pending_record_of_an_earlier_boot_is_said_and_ignored(server):

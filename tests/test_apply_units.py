@@ -28,7 +28,7 @@ def test_dynamic_parses_to_a_dynamic_source():
 def test_a_dynamic_zone_is_looked_up_before_the_zone_maps():
     text = render_nft(compile_text(DYNAMIC).table)
     assert "\tset dyn_blocklist_v4 {" in text and "\tset dyn_blocklist_v6 {" in text
-    dynamic = text.index("ip saddr @dyn_blocklist_v4 goto zone_blocklist")
+    dynamic = text.index("ip saddr @dyn_blocklist_v4 goto ban_blocklist")  # it allows nothing: a ban (issue 10)
     assert dynamic < text.index("meta nfproto ipv4 goto zone_internet")  # only `any`: no map, the fallback
 
 
@@ -130,7 +130,7 @@ def test_a_held_lock_times_out_naming_the_holder(tmp_path):
     state, host_dir = StateDir(str(tmp_path)), str(tmp_path / "run")  # not the machine's own /run/nftc
     with Lock(state, 0, host_dir=host_dir):
         with pytest.raises(StateError, match=r"pid \d+"):
-            with Lock(state, 0.2, host_dir=host_dir):
+            with Lock(state, 0.05, host_dir=host_dir):
                 pass
     with Lock(state, 0, host_dir=host_dir):
         pass

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 from bench import installed, measure, namespaces, workloads  # noqa: E402
 
 HEADINGS = ("## Targets (issue 9)", "## 1. Compile time and peak memory", "## 2. Rules a packet traverses",
-            "## 3. Apply, whole process", "## 4. The article's ufw recipe", "## 5. Reload with",
+            "## 3. Apply, whole process", "## 4. The article's ufw recipe", "## 5. Reload keeping dynamic",
             "## 6. New-connection rate")
 ISSUE9_TARGETS = ("compile, ", "kernel elements for a zone", "apply, zimbra-single.zfw, whole process",
                   "re-apply of an unchanged policy, zimbra-single.zfw", "re-apply of an unchanged policy, 1,000",

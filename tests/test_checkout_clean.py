@@ -29,6 +29,7 @@ def nftc_from(checkout, *args: str, timeout: float = 300) -> subprocess.Complete
                           timeout=timeout)
 
 
+@pytest.mark.slow  # copies the checkout: 0.6 s
 def test_item8_compile_to_a_file_writes_nothing_into_the_checkout(checkout, tmp_path):
     before = tree_state(checkout)
     result = nftc_from(checkout, "compile", "rulesets/zimbra-single.zfw", "-o", str(tmp_path / "out.nft"))

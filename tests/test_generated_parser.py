@@ -44,6 +44,7 @@ def test_item2_the_generated_parser_is_the_grammars():
         "grammar/zfw.lark changed: run .venv/bin/python scripts/generate_parser.py"
 
 
+@pytest.mark.slow  # runs Lark's generator; the grammar's hash is checked in the fast loop
 def test_item2_regenerating_gives_the_same_bytes():
     """Generation is deterministic (Lark's own state numbering is not): with the recorded Lark and Python."""
     lark = pytest.importorskip("lark", reason="lark (the test extra) generates the parser")
@@ -56,6 +57,7 @@ def test_item2_regenerating_gives_the_same_bytes():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_item2_parsing_reads_no_cache_file(tmp_path):
     """A cache file where Lark kept one (XDG_CACHE_HOME/nftc) holding a hostile pickle is never opened."""
     marker = tmp_path / "unpickled"
@@ -73,6 +75,7 @@ def test_item2_parsing_reads_no_cache_file(tmp_path):
     assert len(list(cache.iterdir())) == 3
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_item2_parsing_needs_neither_lark_nor_pickle(tmp_path):
     """The generated module is self-contained, and nothing on the parse path can unpickle."""
     result = _parse_in_child(tmp_path, "import sys; sys.modules['lark'] = sys.modules['pickle'] = None; ")

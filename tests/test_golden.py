@@ -59,7 +59,18 @@ CONSTRUCTS = {
     "reject_with_tcp_reset": (r"reject with tcp reset", r'\{"reject":\{"type":"tcp reset"\}\}'),
     "interface_map": (r"iifname vmap @zones_iface",
                       r'\{"vmap":\{"key":\{"meta":\{"key":"iifname"\}\},"data":"@zones_iface"\}\}'),
-    "dynamic_zone_set": (r"ip6? saddr @dyn_\w+_v[46] goto zone_\w+", r'"right":"@dyn_\w+_v[46]"\}\},\{"goto"'),
+    "dynamic_zone_set": (r"ip6? saddr @dyn_\w+_v[46] (ip6? saddr != @trusted_v[46] )?goto zone_\w+",
+                         r'"right":"@dyn_\w+_v[46]"\}\},(\{"match":\{"op":"!=",[^]]*"right":"@trusted_v[46]"\}\},)?'
+                         r'\{"goto":\{"target":"zone_'),
+    # issue 10: a blocking zone's run-time set, skipping trusted addresses, before conntrack; its ban chain
+    "ban_of_a_dynamic_zone": (r"ip6? saddr @dyn_\w+_v[46] ip6? saddr != @trusted_v[46] goto ban_\w+",
+                              r'"right":"@trusted_v[46]"\}\},\{"goto":\{"target":"ban_'),
+    "ban_map": (r"ip6? saddr vmap @bans_v[46]", r'"data":"@bans_v[46]"'),
+    # issue 10: `dynamic timeout 1h`: run-time addresses expire by themselves (an element may carry its own timeout)
+    "dynamic_zone_timeout": (r"set dyn_\w+_v[46] \{\n\t\ttype ip(v6)?_addr\n\t\tflags interval,timeout\n\t\ttimeout \d+[smhd]\n",
+                             r'"name":"dyn_\w+_v[46]","type":"ipv[46]_addr","flags":\["interval","timeout"\],"timeout":\d+'),
+    "ban_chain": (r'ct state new goto zone_\w+ comment "[^"]*"\n\t\t(limit .*\n\t\t)?counter name "\w+/ban" drop',
+                  r'\{"counter":"\w+/ban"\},\{"drop":null\}'),
     "broad_rule_match": (r"meta l4proto != \{ tcp, udp \} goto",
                          r'"op":"!=","left":\{"meta":\{"key":"l4proto"\}\},"right":\{"set":\["tcp","udp"\]\}'),
     "accept_logging": (r'log prefix "\w+ accept: r\d+ "', r'\{"log":\{"prefix":"\w+ accept: r\d+ "\}\}'),

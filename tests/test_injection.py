@@ -174,13 +174,14 @@ def test_errors_about_the_policy_file_itself_are_one_clear_line(tmp_path):
         assert path.name in first
 
 
+@pytest.mark.slow  # a child nftc
 def test_an_address_file_that_is_a_fifo_fails_fast_with_a_position(tmp_path):
     """A FIFO (or a device) named by `file` must not block the compiler forever."""
     os.mkfifo(tmp_path / "blocklist.txt")
     (tmp_path / "policy.zfw").write_text('zone banned = file "blocklist.txt"\nzone ok = 10.0.0.0/8\n'
                                          "allow ok -> ssh\n")
     try:
-        process = subprocess.run([sys.executable, "-m", "nftc", "compile", str(tmp_path / "policy.zfw")],
+        process = subprocess.run([sys.executable, "-B", "-m", "nftc", "compile", str(tmp_path / "policy.zfw")],
                                  capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
         pytest.fail("nftc compile still reading a FIFO after 10 s")

@@ -149,6 +149,7 @@ def test_issue8_no_import_cycles_between_modules():
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+@pytest.mark.slow  # parses every module: 0.25 s
 def test_issue8_no_module_imports_a_private_name_of_another():
     found = {m: names for m in MODULES if (names := _private_names(m))}
     assert not found

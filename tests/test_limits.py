@@ -62,6 +62,7 @@ def test_a_deep_include_chain_stops_at_the_nesting_limit(tmp_path):
     assert elapsed < 10
 
 
+@pytest.mark.slow  # writes a file of 10^7 lines
 def test_a_zone_file_of_ten_million_addresses_is_refused_by_its_size(tmp_path):
     """10,000,000 distinct addresses need at least 8 bytes a line (`1.2.3.4\\n`): 80 MB, over the 64 MiB limit.
     The file starts with real addresses and is extended sparsely, so the test writes a few KiB to disk."""

@@ -165,6 +165,7 @@ def _as_unprivileged(command: list[str]) -> list[str]:
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
 
 
+@pytest.mark.slow  # two child processes under setpriv: 0.3 s
 @pytest.mark.parametrize("arguments", [[str(MINIMAL)], ["--down", "nftclab1x0"]], ids=["policy", "down"])
 def test_item15_lab_without_root_says_it_needs_root(arguments):
     console_script = pathlib.Path(sys.executable).parent / "nftc"

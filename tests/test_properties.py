@@ -82,7 +82,8 @@ def output_does_not_depend_on_the_hash_seed(spec):
     assert len({(fmt, out) for (_, fmt), ((out, _), _) in ended.items()}) == 2
 
 
-@examples(few=1, many=8)
+@pytest.mark.slow  # each example compiles in child interpreters: not in the fast loop
+@pytest.mark.parametrize("examples", [8])
 def test_output_does_not_depend_on_the_hash_seed(examples):
     check_property(output_does_not_depend_on_the_hash_seed, examples, policies())
 
@@ -110,7 +111,7 @@ def reach_agrees_with_the_reference_model(spec, data):
         assert (got.verdict, got.reason) == meaning.decision(zone, protocol, port), (zone, protocol, port)
 
 
-@examples(few=5, many=150)
+@examples(few=3, many=150)
 def test_reach_agrees_with_the_reference_model(examples):
     check_property(reach_agrees_with_the_reference_model, examples, policies(), st.data())
 
@@ -165,7 +166,7 @@ def ends_in_a_positioned_diagnostic(files):
         assert nft_text_problems(result.out, table) == []
 
 
-@examples(few=10, many=300)
+@examples(few=5, many=300)
 def test_broken_input_ends_in_a_positioned_diagnostic_never_a_traceback(examples):
     check_property(ends_in_a_positioned_diagnostic, examples, broken_policies)
 
@@ -174,7 +175,7 @@ def carries_no_control_characters(files):
     assert control_characters(compile_files(files).err) == []
 
 
-@examples(few=10, many=200)
+@examples(few=5, many=200)
 def test_diagnostics_never_carry_control_characters_to_the_terminal(examples):
     check_property(carries_no_control_characters, examples, broken_policies)
 

@@ -200,7 +200,7 @@ def test_item6_the_host_lock_is_taken_first_and_names_its_holder(tmp_path, host_
     other.ensure()
 
     def take_other():
-        with Lock(other, 0.2, host_dir=host_dir):
+        with Lock(other, 0.05, host_dir=host_dir):
             pass
     with Lock(one, 0, host_dir=host_dir):
         message = refusal(take_other)

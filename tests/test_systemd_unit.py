@@ -39,6 +39,7 @@ def words(unit: dict, section: str, key: str) -> set[str]:
     return {word for value in unit.get((section, key), []) for word in value.split()}
 
 
+@pytest.mark.slow  # systemd-analyze, a child process
 def test_item22_systemd_analyze_verifies_the_shipped_unit(tmp_path):
     """The shipped bytes, verified under --root: the unit at /etc/systemd/system and the nftc it runs at
     /usr/local/bin, as README's "At boot" installs them. Warnings (an unknown key, a bad value, a man page that
@@ -85,6 +86,7 @@ def _exec_commands(unit: dict) -> list[list[str]]:
             for value in unit.get(("Service", key), [])]
 
 
+@pytest.mark.slow  # systemd-analyze, a child process each
 @pytest.mark.parametrize("section,broken", [("Unit", "Befor=fail2ban.service"), ("Service", "Type=oneshoot"),
                                             ("Unit", "Documentation=man:nftc-none(8)")])
 def test_item22_the_verify_test_sees_a_broken_directive(tmp_path, monkeypatch, section, broken):

@@ -17,17 +17,23 @@ from ..language.model import BITS
 
 @dataclass(frozen=True)
 class Meta:
+    """`meta KEY`: what the kernel knows of the packet besides its headers (interface, protocol)."""
+
     key: str  # iif, iifname, oif, l4proto, nfproto
 
 
 @dataclass(frozen=True)
 class Payload:
+    """`PROTOCOL FIELD`: a header field (`ip saddr`, `tcp dport`)."""
+
     protocol: str  # ip, ip6, tcp, udp, icmp, icmpv6
     field: str  # saddr, dport, sport, type, hoplimit
 
 
 @dataclass(frozen=True)
 class Ct:
+    """`ct KEY`: conntrack's view of the packet's connection."""
+
     key: str  # state
 
 
@@ -54,22 +60,30 @@ Field = Union[Meta, Payload, Ct, Fib, Concat]
 
 @dataclass(frozen=True)
 class SetRef:
+    """`@NAME`: a named set or map of the table."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class AnonSet:
+    """`{ a, b }`: an anonymous set, written into the rule."""
+
     values: tuple[str | int | Prefix, ...]
 
 
 @dataclass(frozen=True)
 class Prefix:
+    """`ADDRESS/LENGTH`: a network."""
+
     address: str
     length: int
 
 
 @dataclass(frozen=True)
 class Range:
+    """`FIRST-LAST`: an interval of ports or addresses."""
+
     first: str | int
     last: str | int
 
@@ -93,6 +107,8 @@ Value = Union[str, int, SetRef, AnonSet, Prefix, Range, Flags, Concat, Presence]
 
 @dataclass(frozen=True)
 class Match:
+    """`LEFT RIGHT` or `LEFT != RIGHT`: one condition of a rule."""
+
     left: Field
     right: Value
     negate: bool = False
@@ -103,11 +119,15 @@ class Match:
 
 @dataclass(frozen=True)
 class CounterRef:
+    """`counter name NAME`: counts into a named counter, which status and monitoring read by name."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class Limit:
+    """`limit rate [over] N/PER burst B packets`: a token bucket."""
+
     rate: int
     per: str  # second, minute, hour, day
     burst: int
@@ -116,11 +136,15 @@ class Limit:
 
 @dataclass(frozen=True)
 class LimitRef:
+    """`limit name NAME`: a named limit object, one bucket shared by every rule that names it."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class Log:
+    """`log prefix "..."`: the kernel log line a drop leaves."""
+
     prefix: str
 
 
@@ -135,6 +159,8 @@ class SetUpdate:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a rule does with the packet at its end."""
+
     kind: str  # accept, drop, return, jump, goto, reject
     target: str = ""  # chain for jump/goto
     reject_with: str = ""  # "tcp reset" or "" (icmpx port-unreachable)
@@ -142,6 +168,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class VerdictMap:
+    """`KEY vmap @NAME`: one lookup that decides where a packet goes, whatever the map's size."""
+
     key: Field
     map_name: str
 
@@ -151,12 +179,16 @@ Statement = Union[Match, CounterRef, Limit, LimitRef, Log, SetUpdate, Verdict, V
 
 @dataclass(frozen=True)
 class Rule:
+    """Matches then statements, in order; the comment says which policy line made it."""
+
     statements: tuple[Statement, ...]
     comment: str = ""
 
 
 @dataclass(frozen=True)
 class Hook:
+    """`type filter hook HOOK priority P; policy POLICY;`: what makes a chain a base chain."""
+
     hook: str  # input, output
     priority: int = 0
     policy: str = "accept"
@@ -164,6 +196,8 @@ class Hook:
 
 @dataclass(frozen=True)
 class Chain:
+    """A chain: a base chain when it has a hook, else reached by jump, goto or a verdict map."""
+
     name: str
     rules: tuple[Rule, ...]
     hook: Hook | None = None
@@ -172,6 +206,8 @@ class Chain:
 
 @dataclass(frozen=True)
 class Element:
+    """One element of a set, or of a map with its verdict."""
+
     key: str | int | Prefix | Range | Concat
     verdict: Verdict | None = None
 
@@ -179,14 +215,15 @@ class Element:
 @dataclass(frozen=True)
 class AddressIntervals:
     """The elements of an address interval map as parallel tuples: the addresses `firsts[i]`..`lasts[i]` (integers
-    of IP version `version`) go to the chain `targets[i]`. One node where `Element`s would be one object per
-    interval, most of the time and memory of a compile with 10^5 addresses; the renderers write each interval as
-    an `Element` would be: an address, a prefix or a range, then `goto`."""
+    of IP version `version`) go to the chain `targets[i]`; without targets, the elements of an address interval
+    set (a blocklist). One node where `Element`s would be one object per interval, most of the time and memory of
+    a compile with 10^5 addresses; the renderers write each interval as an `Element` would be: an address, a
+    prefix or a range, then `goto` in a map."""
 
     version: int
     firsts: tuple[int, ...]
     lasts: tuple[int, ...]
-    targets: tuple[str, ...]
+    targets: tuple[str, ...] | None = None  # None: a set's elements, no verdicts
 
     def __len__(self) -> int:
         return len(self.firsts)
@@ -228,12 +265,16 @@ class Set:
 
 @dataclass(frozen=True)
 class Counter:
+    """A named counter object."""
+
     name: str
     comment: str = ""
 
 
 @dataclass(frozen=True)
 class LimitObject:
+    """A named limit object (see LimitRef)."""
+
     name: str
     limit: Limit
     comment: str = ""
@@ -241,6 +282,8 @@ class LimitObject:
 
 @dataclass(frozen=True)
 class Table:
+    """The one table nftc emits: everything it loads, replaced as a whole or in place."""
+
     family: str
     name: str
     comment: str

@@ -1,11 +1,12 @@
 """Checked policy -> nftables IR: one inet table with an input chain that dispatches to one chain per zone.
 
 The path of a new connection: loopback, anti-spoofing (loopback sources off `lo`, then the reverse-path check),
-UDP 11211, ping (per source), conntrack, ICMP errors, one lookup in an interface map and one in an address
-interval map (-> the zone's chain; a source the map does not hold goes to the zone of `any`), one lookup in the
-zone's port map (protocol . port -> the chain of the rule and service that decide it), then that chain's counter
-and verdict. The zone's port map is built from `reach.zone_segments`, the same first-match walk the assertions
-are proved with, so what the kernel does and what nftc proves are one computation. No path grows with the number of rules, ports or addresses.
+UDP 11211, bans (the addresses of zones that allow nothing: every packet, not only new ones), ping (per source),
+conntrack, ICMP errors, one lookup in an interface map and one in an address interval map (-> the zone's chain; a
+source the map does not hold goes to the zone of `any`), one lookup in the zone's port map (protocol . port -> the
+chain of the rule and service that decide it), then that chain's counter and verdict. The zone's port map is built
+from `reach.zone_segments`, the same first-match walk the assertions are proved with, so what the kernel does and
+what nftc proves are one computation. No path grows with the number of rules, ports or addresses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from itertools import compress
 
 from . import ir, names
 from ..language import model as m
@@ -20,7 +22,7 @@ from ..semantics import ports
 from ..language.model import PROTOCOLS
 from ..semantics.reach import Decision, Segment, verdict_of, zone_segments
 from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
-from ..semantics.zones import interfaces
+from ..semantics.zones import interfaces, trusted_networks
 
 ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
@@ -132,6 +134,7 @@ def _input_chain(b: _Builder) -> ir.Chain:
         ir.Rule((ir.Match(ir.Payload(MEMCACHED_UDP.protocol, "dport"), MEMCACHED_UDP.first),
                  b.counter(names.drop_counter("memcached-udp")),
                  ir.Verdict("drop")), "memcached UDP: never outside localhost (memcrashed)"),
+        *_ban_rules(b),  # before ping and conntrack: a ban cuts open sessions and pings too
         *_echo_rules(b),  # before conntrack: every request of one ping is "established" after the first reply
         ir.Rule((ir.Match(ir.Ct("state"), ir.Flags(("established", "related"))), ir.Verdict("accept")),
                 "replies to allowed connections"),
@@ -232,16 +235,110 @@ def _counted_drop_chain(b: _Builder, reason: str, span: m.Span | None, where: st
     return name
 
 
-def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
-    """`zone Z = dynamic`: run-time addresses in `dyn_Z_v4/_v6`, looked up before the zone maps (one address wins)."""
+def _runtime_sets(b: _Builder, zone: m.Zone) -> list[tuple[Family, str]]:
+    """(family, name) of the sets holding a zone's run-time addresses, made on first use: `dyn_Z_v4/_v6` of a
+    dynamic zone. The ban and the dispatch both find a zone's sets here: a source kept in sets of its own joins
+    both by adding its sets here."""
+    found = []
+    for family in FAMILIES if zone.dynamic else ():
+        name = names.dynamic_set(zone.name, family.version)
+        timeout = m.format_duration(zone.dynamic_timeout) if zone.dynamic_timeout else ""
+        b.sets.setdefault(name, ir.Set(name, family.key_type, interval=True, timeout=timeout, dynamic_zone=zone.name,
+                                       comment=_comment(f"zone {zone.name}: added at run time")))
+        found.append((family, name))
+    source = zone.url
+    for family in FAMILIES if source is not None else ():
+        name = names.blocklist_set(zone.name, family.version)
+        b.sets.setdefault(name, ir.Set(name, family.key_type, _blocklist_elements(source.networks, family.version),
+                                       interval=True, comment=_comment(f"zone {zone.name}: nftc refresh")))
+        found.append((family, name))
+    return found
+
+
+def _blocklist_elements(networks: m.AddressList, version: int) -> ir.AddressIntervals:
+    """A blocklist's networks as the disjoint intervals an interval set takes (a list may nest or repeat
+    entries; the kernel refuses overlapping intervals, and auto-merge is not used), in the node that renders
+    10^5 of them without an object each."""
+    intervals = networks.intervals(version)
+    return ir.AddressIntervals(version, tuple(first for first, _ in intervals), tuple(last for _, last in intervals))
+
+
+def _not_trusted(b: _Builder, family: Family) -> tuple[ir.Match, ...]:
+    """`ip saddr != @trusted_v4`: a run-time set never takes a trusted zone's address (a false positive of
+    fail2ban must not cut the admins or the cluster off). Nothing when no trusted zone has a network of the family."""
+    networks = [n for n in trusted_networks(b.checked.policy.zones) if n.version == family.version]
+    if not networks:
+        return ()
+    name = names.trusted_set(family.version)
+    elements = tuple(ir.Element(str(n.network_address) if n.prefixlen == n.max_prefixlen
+                                else ir.Prefix(str(n.network_address), n.prefixlen)) for n in networks)
+    b.sets.setdefault(name, ir.Set(name, family.key_type, elements, interval=True,
+                                   comment="trusted zones: never in a run-time set's zone"))
+    return (ir.Match(ir.Payload(family.protocol, "saddr"), ir.SetRef(name), negate=True),)
+
+
+def _ban_rules(b: _Builder) -> list[ir.Rule]:
+    """The addresses of blocking zones (`CheckedPolicy.blocks`: fed, allowing nothing) go to their zone's ban chain
+    before ping and conntrack accept anything: per family, one lookup in the map of the addresses the policy and
+    its files give them (taken out of the zone map), then one per run-time set, which skips trusted addresses."""
+    blocking = [z for z in b.checked.policy.zones if b.checked.blocks(z.name)]
     rules = []
-    for zone in (z for z in b.checked.policy.zones if z.dynamic):
-        for family in FAMILIES:
-            name = names.dynamic_set(zone.name, family.version)
-            b.sets[name] = ir.Set(name, family.key_type, interval=True, dynamic_zone=zone.name,
-                                  comment=_comment(f"zone {zone.name}: added at run time"))
+    for family in FAMILIES:
+        rules += _ban_map_rules(b, family, [z.name for z in blocking])
+        for zone in blocking:
+            for set_family, name in _runtime_sets(b, zone):
+                if set_family is family:
+                    rules.append(ir.Rule((ir.Match(ir.Payload(family.protocol, "saddr"), ir.SetRef(name)),
+                                          *_not_trusted(b, family), ir.Verdict("goto", _ban_chain(b, zone.name))),
+                                         f"zone {zone.name} allows nothing: banned"))
+    return rules
+
+
+def _ban_map_rules(b: _Builder, family: Family, blocking: list[str]) -> list[ir.Rule]:
+    """`ip saddr vmap @bans_vN`: the address map's intervals of blocking zones (the most specific zone already
+    won, and a trusted zone's addresses are no file's), each to its zone's ban chain."""
+    addresses = b.checked.address_map(family.version)
+    present = set(addresses.zones)
+    chains = {zone: _ban_chain(b, zone) for zone in blocking if zone in present}
+    if not chains:
+        return []
+    keep = [zone in chains for zone in addresses.zones]
+    name = names.ban_map(family.version)
+    targets = tuple(map(chains.__getitem__, compress(addresses.zones, keep)))
+    elements = ir.AddressIntervals(family.version, tuple(compress(addresses.firsts, keep)),
+                                   tuple(compress(addresses.lasts, keep)), targets)
+    b.sets[name] = ir.Set(name, family.key_type, elements, interval=True, is_map=True,
+                          comment="source -> ban of the blocking zone it is in")
+    return [ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),
+                    f"blocking zones by IPv{family.version} source")]
+
+
+def _ban_chain(b: _Builder, zone: str) -> str:
+    """`ban_ZONE`: a new connection goes on to the zone's chain, where its rules decide it as for any zone (deny,
+    reject, default drop: what `reach` proves and the lab checks); every other packet (an open session, a ping
+    after the first, an ICMP error) is counted as `ZONE/ban` and dropped, never rejected, even when the zone's
+    rules reject: a reset or ICMP error per packet would answer a banned flood packet for packet, and send those
+    answers to whatever address a forger put in. A reject is for a client opening a connection; a banned session
+    stalls, as with fail2ban's own drop action."""
+    name = names.ban_chain(zone)
+    if name not in b.chains:
+        new = ir.Match(ir.Ct("state"), ir.Flags(("new",)))
+        rules = (ir.Rule((new, ir.Verdict("goto", names.zone_chain(zone))), f"zone {zone}: new connections"),
+                 *b.log_rule((), f"{zone}/ban", None),
+                 ir.Rule((b.counter(names.ban_counter(zone)), ir.Verdict("drop")), f"zone {zone}: banned"))
+        b.chains[name] = ir.Chain(name, rules, comment=_comment(f"zone {zone} allows nothing: its sources are banned"))
+    return name
+
+
+def _dynamic_rules(b: _Builder) -> list[ir.Rule]:
+    """The run-time sets of zones that allow something, looked up before the zone maps (one address wins), after
+    conntrack: their addresses keep their open sessions. A trusted zone's address is never theirs."""
+    rules = []
+    for zone in (z for z in b.checked.policy.zones if not b.checked.blocks(z.name)):
+        for family, name in _runtime_sets(b, zone):
             rules.append(ir.Rule((ir.Match(ir.Payload(family.protocol, "saddr"), ir.SetRef(name)),
-                                  ir.Verdict("goto", names.zone_chain(zone.name))), f"zone {zone.name} (dynamic)"))
+                                  *_not_trusted(b, family), ir.Verdict("goto", names.zone_chain(zone.name))),
+                                 f"zone {zone.name} (dynamic)"))
     return rules
 
 
@@ -264,12 +361,16 @@ def _address_rules(b: _Builder, family: Family) -> list[ir.Rule]:
     """One lookup in the family's interval map (every zone but the one of `any`), then, for a source the map does
     not hold, the zone of `any`: the map holds about one interval per network, not also every gap between them."""
     addresses = b.checked.address_map(family.version)
+    firsts, lasts, zones = addresses.firsts, addresses.lasts, addresses.zones
+    banned = {zone for zone in set(zones) if b.checked.blocks(zone)}  # in the ban map instead: _ban_map_rules
+    if banned:
+        keep = [zone not in banned for zone in zones]
+        firsts, lasts, zones = (tuple(compress(column, keep)) for column in (firsts, lasts, zones))
     rules = []
-    if addresses.firsts:
+    if firsts:
         name = names.zone_map(family.version)
-        chains = {zone: names.zone_chain(zone) for zone in set(addresses.zones)}
-        elements = ir.AddressIntervals(family.version, addresses.firsts, addresses.lasts,
-                                       tuple(map(chains.__getitem__, addresses.zones)))
+        chains = {zone: names.zone_chain(zone) for zone in set(zones)}
+        elements = ir.AddressIntervals(family.version, firsts, lasts, tuple(map(chains.__getitem__, zones)))
         b.sets[name] = ir.Set(name, family.key_type, elements, interval=True, is_map=True,
                               comment="source -> most specific zone")
         rules.append(ir.Rule((ir.VerdictMap(ir.Payload(family.protocol, "saddr"), name),),

@@ -7,11 +7,11 @@ none of them contains `/`, so a name with two slashes is a rule's action and not
 
 What the names look like (ZONE a zone, RULE a rule id such as r3, N 4 or 6):
 - chains: `input`, `output`, `zone_ZONE`, `ZONE/SERVICE/RULE` (a rule's action in a zone, for one service),
-  `over_limit_RULE`, `drop_REASON`;
-- counters: `ZONE/SERVICE/RULE` (the action chain's), `ZONE/default-drop`, `ZONE/protected-drop`,
+  `over_limit_RULE`, `drop_REASON`, `ban_ZONE` (a blocking zone's addresses, before conntrack);
+- counters: `ZONE/SERVICE/RULE` (the action chain's), `ZONE/default-drop`, `ZONE/protected-drop`, `ZONE/ban`,
   `RULE/over-limit`, `drop/REASON`, `localhost/accept`, `output/memcached-reflection`;
-- sets and maps: `zones_iface`, `zones_vN`, `ports_ZONE`, `protected_PROTOCOL`, `dyn_ZONE_vN` (a dynamic zone's
-  run-time addresses), `echo_vN` and `limit_RULE_vN` (per-source meters);
+- sets and maps: `zones_iface`, `zones_vN`, `bans_vN`, `ports_ZONE`, `protected_PROTOCOL`, `dyn_ZONE_vN` (a
+  dynamic zone's run-time addresses), `url_ZONE_vN` (a url zone's blocklist), `trusted_vN`, `echo_vN` and `limit_RULE_vN` (per-source meters);
 - limits: `limit_RULE`.
 """
 
@@ -27,6 +27,8 @@ MEMCACHED_REFLECTION = "output/memcached-reflection"
 
 ZONE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,31}"  # the grammar's NAME, at most MAX_NAME_LENGTH (32) characters
 _DYNAMIC_SET = re.compile(rf"dyn_({ZONE_NAME})_v([46])")
+BLOCKLIST_PREFIX = "url_"
+_BLOCKLIST_SET = re.compile(rf"{BLOCKLIST_PREFIX}({ZONE_NAME})_v([46])")
 _PORT_MAP_PREFIX = "ports_"
 
 
@@ -53,6 +55,11 @@ def over_limit_chain(rule_id: str) -> str:
     return f"over_limit_{rule_id}"
 
 
+def ban_chain(zone: str) -> str:
+    """Where a blocking zone's addresses go before conntrack: new connections on to the zone, the rest banned."""
+    return f"ban_{zone}"
+
+
 def drop_chain(reason: str) -> str:
     """A chain that logs, counts (`drop_counter(reason)`) and drops: rpfilter, echo."""
     return f"drop_{reason}"
@@ -76,6 +83,12 @@ def protected_drop(zone: str) -> str:
     return f"{zone}/protected-drop"
 
 
+def ban_counter(zone: str) -> str:
+    """Packets of a blocking zone's addresses that are not new connections (open sessions, pings): the ban's own
+    drops, kept apart from `default_drop`, which counts new connections no rule decides."""
+    return f"{zone}/ban"
+
+
 def over_limit_counter(rule_id: str) -> str:
     return f"{rule_id}/over-limit"
 
@@ -86,6 +99,17 @@ def over_limit_counter(rule_id: str) -> str:
 def zone_map(version: int) -> str:
     """The source-address -> zone verdict map of one IP version."""
     return f"zones_v{version}"
+
+
+def ban_map(version: int) -> str:
+    """The source-address -> ban chain verdict map of one IP version: the blocking zones' addresses the policy
+    and its files give (the run-time ones are in their zones' sets)."""
+    return f"bans_v{version}"
+
+
+def trusted_set(version: int) -> str:
+    """The trusted zones' networks of one IP version: no run-time set's zone ever takes them."""
+    return f"trusted_v{version}"
 
 
 def port_map(zone: str) -> str:
@@ -117,6 +141,17 @@ def dynamic_set_version(name: str) -> int | None:
     """4 or 6 for a name of a dynamic zone's set, None for any other name."""
     parsed = parse_dynamic_set(name)
     return parsed[1] if parsed else None
+
+
+def blocklist_set(zone: str, version: int) -> str:
+    """A url zone's downloaded addresses of one IP version: `nftc refresh` replaces its elements, nothing else."""
+    return f"{BLOCKLIST_PREFIX}{zone}_v{version}"
+
+
+def parse_blocklist_set(name: str) -> tuple[str, int] | None:
+    """(zone, IP version) of a url zone's set; None for any other name."""
+    found = _BLOCKLIST_SET.fullmatch(name)
+    return (found.group(1), int(found.group(2))) if found else None
 
 
 def echo_meter(version: int) -> str:

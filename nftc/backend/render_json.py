@@ -11,6 +11,7 @@ import json
 from typing import Any, Callable
 
 from . import ir
+from ..language.model import parse_duration
 
 
 def render_json(table: ir.Table) -> str:
@@ -73,16 +74,11 @@ def _set(s: ir.Set) -> dict[str, Any]:
     if s.size:
         body["size"] = s.size
     if s.timeout:
-        body["timeout"] = _seconds(s.timeout)
+        body["timeout"] = parse_duration(s.timeout)
     body.update(_comment(s.comment))
     if s.elements:
         body["elem"] = _elements(s.elements)
     return {"map" if s.is_map else "set": body}
-
-
-def _seconds(timeout: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return int(timeout[:-1]) * units[timeout[-1]]
 
 
 def _elements(elements: tuple[ir.Element, ...] | ir.AddressIntervals) -> list[Any]:
@@ -100,11 +96,13 @@ def _address_intervals(node: ir.AddressIntervals) -> list[Any]:
     """Each interval as an Element of it renders: an address, an ir.Prefix or an ir.Range, then its goto."""
     lengths = node.prefix_lengths()
     range_ends = node.addresses(last for last, length in zip(node.lasts, lengths) if length is None)
-    verdicts = {target: render_node(ir.Verdict("goto", target)) for target in set(node.targets)}
     bits = node.bits
     keys = [first if length == bits else render_node(ir.Prefix(first, length)) if length is not None
             else render_node(ir.Range(first, next(range_ends)))
             for first, length in zip(node.addresses(node.firsts), lengths)]
+    if node.targets is None:
+        return keys
+    verdicts = {target: render_node(ir.Verdict("goto", target)) for target in set(node.targets)}
     return [[key, verdicts[target]] for key, target in zip(keys, node.targets)]
 
 

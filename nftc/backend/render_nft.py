@@ -91,6 +91,16 @@ def _set(s: ir.Set) -> str:
 
 
 _ELEMENT_SEPARATOR = ",\n\t\t     "  # one element a line, aligned under the first
+# A compile renders each address node twice: zones_v4/_v6 and bans_v4/_v6, and two sets per url zone, must all
+# stay cached between the two renders, or each is written again (a policy with more than two url zones renders
+# some twice).
+ADDRESS_NODES_CACHED = 8
+
+
+def set_elements(s: ir.Set) -> str:
+    """A set's elements as they stand between the braces of `elements = { ... }` or `add element ... { ... }`:
+    nftc refresh replaces a blocklist's elements with these, written as the compiled table writes them."""
+    return _elements(s.elements, quote=s.key_type == "ifname")
 
 
 def _elements(elements: tuple[ir.Element, ...] | ir.AddressIntervals, quote: bool) -> str:
@@ -104,7 +114,7 @@ def _element(element: ir.Element, quote: bool = False) -> str:
     return f"{key} : {render_node(element.verdict)}" if element.verdict else key
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=ADDRESS_NODES_CACHED)
 def _address_intervals(node: ir.AddressIntervals) -> str:
     """Each interval as an Element of it renders: its key as an address, an ir.Prefix or an ir.Range is written
     (tests/test_nodes.py compares the two), then its goto; without an object per interval. Cached: a compile
@@ -116,6 +126,8 @@ def _address_intervals(node: ir.AddressIntervals) -> str:
     ranges = list(compress(count(), map(is_, lengths, repeat(None))))
     for index, last in zip(ranges, node.addresses(node.lasts[i] for i in ranges)):
         keys[index] += last
+    if node.targets is None:
+        return _ELEMENT_SEPARATOR.join(keys)
     verdicts = {target: f" : {render_node(ir.Verdict('goto', target))}" for target in set(node.targets)}
     return _ELEMENT_SEPARATOR.join(map(add, keys, map(verdicts.__getitem__, node.targets)))
 

@@ -3,16 +3,14 @@ decides (what to load, what to roll back, drift) is nftc.system.apply's."""
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import shlex
 import sys
 import time
 
-from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
+from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, NftcError
 from ..language.text import MAX_SHOWN, columns
-from .common import add_strict_option, compiled
+from .common import add_strict_option, compiled, seconds
 
 DEFAULT_WAIT_SECONDS = 10.0
 CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must have time to arm), at most a day
@@ -21,7 +19,7 @@ CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must h
 def add_commands(commands) -> None:
     apply_cmd = commands.add_parser("apply", help="load a policy into the kernel in one transaction (snapshot first)")
     apply_cmd.add_argument("policy", metavar="FILE")
-    apply_cmd.add_argument("--confirm", type=_seconds(*CONFIRM_SECONDS), metavar="SECONDS",
+    apply_cmd.add_argument("--confirm", type=seconds(*CONFIRM_SECONDS), metavar="SECONDS",
                            help="roll back after SECONDS (1 to 86400) unless 'nftc confirm' arrives first")
     apply_cmd.add_argument("--boot", action="store_true",
                            help="at boot (the systemd unit): if an apply was still unconfirmed when the machine went "
@@ -39,27 +37,18 @@ def add_commands(commands) -> None:
         add_strict_option(command)
     status_cmd = commands.add_parser("status", help="the live table: policy, digest, drift, counters")
     status_cmd.add_argument("--table", default=None, help="table name when the state dir has no record (zfw)")
-    handlers = {"apply": _apply, "confirm": _confirm, "rollback": _rollback, "diff": _diff, "status": _status}
+    status_cmd.add_argument("--format", choices=("text", "json", "openmetrics"), default="text",
+                            help="text (default); json; openmetrics (node_exporter's textfile collector): counters, "
+                                 "set sizes, last apply/confirm/rollback/guard/refresh")
+    handlers = {"apply": _audited("apply", _apply), "confirm": _audited("confirm", _confirm),
+                "rollback": _audited("rollback", _rollback), "diff": _diff, "status": _status}
     for name, handler in handlers.items():
         sub = commands.choices[name]
         sub.set_defaults(run=handler)
         sub.add_argument("--state-dir", metavar="DIR", help="default $NFTC_STATE_DIR or /var/lib/nftc")
         if name in ("apply", "confirm", "rollback"):
-            sub.add_argument("--wait", type=_seconds(0.0, 86400.0), default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
+            sub.add_argument("--wait", type=seconds(0.0, 86400.0), default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
                              help="how long to wait for another nftc holding the lock (default 10)")
-
-
-def _seconds(low: float, high: float):
-    """A number of seconds from `low` to `high`: nan, inf and 1e308 are usage errors before anything changes."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"'{text[:20]}' is not a number of seconds from {low:g} to {high:g}")
-        return value
-    return parse
 
 
 # The handlers import the system modules inside: start-up imports only argparse and the command modules.
@@ -71,6 +60,29 @@ def _state(args):
     return StateDir(state_dir_path(args.state_dir))
 
 
+def _audit(args, action: str, result: str, **fields) -> None:
+    """One audit line to syslog and the action's last event in the state directory (nftc.system.audit)."""
+    from ..system.audit import record
+    record(_state(args), action, result, **fields)
+
+
+def _audited(action: str, handler):
+    """`handler`, with what it raises recorded before `main` says it. What it returns it records itself: only it
+    knows the policy and digest it loaded, kept or refused."""
+    def run(args) -> int:
+        policy = os.path.abspath(args.policy) if getattr(args, "policy", None) else None
+        try:
+            return handler(args)
+        except NftcError as exc:
+            _audit(args, action, "refused" if exc.exit_code == EXIT_POLICY else "failed", policy=policy,
+                   detail=str(exc))
+            raise
+        except BaseException as exc:  # interrupted, a file system error, a bug: `main` says which
+            _audit(args, action, "failed", policy=policy, detail=f"{type(exc).__name__}: {exc}")
+            raise
+    return run
+
+
 def _apply(args) -> int:
     """Compile and load; or, when nothing the policy was compiled from changed, load the recorded script without
     compiling (unless the lockout guard has an address to check), or nothing at all when the live table already
@@ -78,6 +90,8 @@ def _apply(args) -> int:
     state = _state(args)
     admin_from = _admin_from(args.admin_from) if args.admin_from else None  # a usage error before anything
     if args.boot and _rolled_back_at_boot(args, state):
+        _audit(args, "apply", "failed", policy=os.path.abspath(args.policy),
+               detail="not loaded: an unconfirmed apply was rolled back at boot instead")
         return EXIT_FAILURE
     policy = os.path.abspath(args.policy)
     recorded = _recorded(state, policy, args.strict)
@@ -98,6 +112,7 @@ def _apply(args) -> int:
     refusal = _lockout(args, fresh[0].checked, endpoint)
     if refusal:
         print(f"nftc: apply: refusing: {refusal} (or use --force)", file=sys.stderr)
+        _audit(args, "apply", "refused", policy=policy, digest=fresh[0].digest, detail=f"lockout: {refusal}")
         return EXIT_POLICY
     return _report(args, state, _load(state, _to_load(args, policy, *fresh), args), args.policy)
 
@@ -117,10 +132,14 @@ def _to_load(args, policy: str, compilation, sources):
 def _compiled_fresh(args, state, policy: str):
     """(compilation, sources read), or the exit code when the policy does not compile (at boot: the last applied
     ruleset is loaded instead)."""
+    from ..system.blocklists import feeds
     sources: dict[str, str] = {}
-    compilation = compiled(args.policy, args.strict, sources)
+    compilation = compiled(args.policy, args.strict, sources, feeds(state))  # with the last good blocklists
+    if compilation is None and args.boot:
+        return _apply_last(args, state)
     if compilation is None:
-        return _apply_last(args, state) if args.boot else EXIT_POLICY
+        _audit(args, "apply", "refused", policy=policy, detail="the policy does not compile (see its errors)")
+        return EXIT_POLICY
     return compilation, sources
 
 
@@ -146,6 +165,8 @@ def _said_unchanged(state, applied, policy: str) -> bool:
         return False
     print(f"unchanged: table {applied.target} sha256:{applied.digest[:16]} ({policy})"
           + ("" if same.elements_checked else f"; {elements_note(Drift('none', (), False, applied.elements))}"))
+    from ..system.audit import record
+    record(state, "apply", "unchanged", policy=applied.policy, digest=applied.digest, table=str(applied.target))
     return True
 
 
@@ -160,7 +181,13 @@ def _rolled_back_at_boot(args, state) -> bool:
         print(f"nftc: apply: warning: {note}", file=sys.stderr)
     print(f"nftc: apply: {done.reason}: restored the last confirmed state ({_tables(done.saved)}) instead of "
           f"loading {args.policy}; apply it again with --confirm when ready", file=sys.stderr)
+    _audit(args, "rollback", "ok", table=_targets(done.saved), detail=f"at boot: {done.reason}")
     return True
+
+
+def _targets(saved) -> str:
+    """The tables a rollback restored, for the audit line: `inet zfw, inet old`."""
+    return ", ".join(str(t.target) for t in saved.record.tables)
 
 
 def _tables(saved) -> str:
@@ -175,14 +202,17 @@ def _apply_last(args, state) -> int:
     if last is None:
         print(f"nftc: apply: {args.policy} does not compile, and {state.path} holds no applied ruleset to load "
               "instead: nothing was loaded", file=sys.stderr)
+        _audit(args, "apply", "refused", policy=os.path.abspath(args.policy),
+               detail="the policy does not compile, and there is no applied ruleset to load instead")
         return EXIT_POLICY
-    _report(args, state, _load(state, last, args), last.policy)
+    _report(args, state, _load(state, last, args), last.policy, "refused",
+            f"{os.path.abspath(args.policy)} does not compile: loaded the last applied ruleset instead")
     print(f"nftc: apply: {args.policy} does not compile: loaded the last applied ruleset instead (policy "
           f"{last.policy}, sha256:{last.digest[:16]}); fix the policy", file=sys.stderr)
     return EXIT_POLICY
 
 
-def _report(args, state, outcome, policy: str) -> int:
+def _report(args, state, outcome, policy: str, result: str = "ok", detail: str = "") -> int:
     from ..system.drift import elements_note
 
     for target in outcome.removed:
@@ -207,6 +237,10 @@ def _report(args, state, outcome, policy: str) -> int:
         when = time.strftime("%H:%M:%S", time.localtime(outcome.confirm_deadline))
         print(f"rolling back at {when} unless confirmed: nftc confirm{_state_option(args, state)}"
               + (" (the snapshot is still the last confirmed state)" if outcome.kept_snapshot else ""))
+        detail = detail or f"--confirm: rolls back at {when} unless confirmed"
+    from ..system.audit import record
+    record(state, "apply", result, policy=os.path.abspath(policy), digest=outcome.digest, table=str(outcome.target),
+           detail=detail)
     return EXIT_OK
 
 
@@ -248,6 +282,8 @@ def _confirm(args) -> int:
     applied = confirm(_state(args), args.wait)
     print(f"confirmed: table {applied.target if applied else '?'} from {applied.policy if applied else '?'} "
           "stays loaded")
+    _audit(args, "confirm", "ok", policy=applied.policy if applied else None,
+           digest=applied.digest if applied else None, table=str(applied.target) if applied else None)
     return EXIT_OK
 
 
@@ -261,6 +297,9 @@ def _rollback(args) -> int:
               f"rolled back: there was no table {table.target} before; deleted it")
     for note in notes:
         print(f"nftc: rollback: warning: {note}", file=sys.stderr)
+    applied = saved.record.applied
+    _audit(args, "rollback", "ok", policy=applied.policy if applied else None,
+           digest=applied.digest if applied else None, table=_targets(saved), detail="; ".join(notes))
     return EXIT_OK
 
 
@@ -269,8 +308,9 @@ def _diff(args) -> int:
     from ..system.drift import drift
     from ..backend.render_nft import render_nft
 
+    from ..system.blocklists import feeds
     state = _state(args)
-    compilation = compiled(args.policy, args.strict)
+    compilation = compiled(args.policy, args.strict, None, feeds(state))  # what apply would load, blocklists too
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table
@@ -297,11 +337,13 @@ def _section(title: str, lines: list[str]) -> None:
 
 
 def _status(args) -> int:
-    from ..system import live, reader
+    from ..system import live, monitor, reader
     from ..system.drift import drift
     from ..system.records import Target, lists_elements, read_applied
 
     state = _state(args)
+    if args.format != "text":
+        return _status_document(args, state)
     applied = read_applied(state) if state.exists() else None
     target = Target("inet", args.table or (applied.target.name if applied else "zfw"))
     current = reader.terse_table(target)
@@ -319,11 +361,27 @@ def _status(args) -> int:
     print(f"drift:   {found.verdict}{_drift_detail(found)}")
     if state.exists():
         _pending_line(state)
-    opened, dropped = live.counter_rows(live.counters(current))
+    rules, drops = monitor.counters(target)
+    opened = [tuple(map(monitor.shown, (r.zone, r.service, r.rule))) + (r.packets, r.bytes) for r in rules]
+    dropped = [(monitor.shown(d.reason), d.packets, d.bytes) for d in drops]
     print()
     print(columns([("ZONE", "SERVICE", "RULE", "PACKETS", "BYTES"), *opened]))
     print()
     print(columns([("DROP REASON", "PACKETS", "BYTES"), *dropped]))
+    return EXIT_OK
+
+
+def _status_document(args, state) -> int:
+    """status --format json|openmetrics: the whole document, exit 0 also when the table is not loaded (the
+    document says so: a textfile collector must get `nftc_table_loaded 0`, not a stale file); written as UTF-8
+    whatever the locale (a cron job's may be C)."""
+    from ..system import exposition, monitor
+
+    status = monitor.collect(state, args.table)
+    render = exposition.render_json if args.format == "json" else exposition.render_openmetrics
+    sys.stdout.flush()
+    sys.stdout.buffer.write(render(status).encode("utf-8"))
+    sys.stdout.buffer.flush()
     return EXIT_OK
 
 

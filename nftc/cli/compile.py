@@ -1,5 +1,6 @@
 """Command line of the compile side: compile (print or write the ruleset), check (the kernel validates it, in a
-private namespace), catalog (the built-in Zimbra ports). Prints and chooses exit codes."""
+private namespace), catalog (the built-in Zimbra ports), ignoreip (the trusted zones as fail2ban's `ignoreip`).
+Prints and chooses exit codes."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def add_commands(commands) -> None:
     catalog_cmd = commands.add_parser("catalog", help="the built-in Zimbra ports, or one entry by port or name")
     catalog_cmd.add_argument("entry", nargs="?", metavar="PORT|NAME")
     catalog_cmd.set_defaults(run=_catalog)
+
+    ignoreip_cmd = commands.add_parser("ignoreip", help="print fail2ban's ignoreip line: loopback and the trusted "
+                                                        "zones' networks")
+    ignoreip_cmd.add_argument("policy", metavar="FILE")
+    ignoreip_cmd.set_defaults(run=_ignoreip)
 
 
 # The handlers import the stages they use inside: start-up imports only argparse and the command modules.
@@ -97,4 +103,20 @@ def _catalog(args) -> int:
         print(f"nftc: no catalog entry for '{args.entry}'", file=sys.stderr)
         return EXIT_POLICY
     print("\n\n".join(catalog.format_entry(e) for e in found))
+    return EXIT_OK
+
+
+FAIL2BAN_LOOPBACK = ("127.0.0.1/8", "::1")  # fail2ban's own default ignoreip, which a jail's setting replaces
+
+
+def _ignoreip(args) -> int:
+    """One line for a jail (`jail.local`): fail2ban then never bans what nftc would never let a ban take anyway,
+    and says so in its log instead of adding an element the kernel ignores."""
+    from ..semantics.zones import trusted_networks
+
+    compilation = compiled(args.policy)
+    if compilation is None:
+        return EXIT_POLICY
+    networks = trusted_networks(compilation.checked.policy.zones)
+    print(" ".join(("ignoreip =", *FAIL2BAN_LOOPBACK, *map(str, networks))))
     return EXIT_OK

@@ -10,11 +10,11 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, NftcError
-from . import apply, lab
+from . import apply, lab, refresh
 from . import compile as compile_family  # not `compile`: that is a builtin
 from .common import interrupted_exit_code
 
-FAMILIES = (compile_family, apply, lab)  # each adds its commands, in this order, and names their handler `run`
+FAMILIES = (compile_family, apply, refresh, lab)  # each adds its commands, in this order, and names their handler `run`
 
 
 class _Parser(argparse.ArgumentParser):

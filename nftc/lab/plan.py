@@ -42,6 +42,8 @@ class Client:
 
 @dataclass(frozen=True)
 class Topology:
+    """Where the lab puts the server and one client per zone, by address family."""
+
     server_addresses: dict  # family -> the address clients connect to
     clients: tuple[Client, ...]
 
@@ -55,6 +57,8 @@ class Topology:
 
 @dataclass(frozen=True)
 class Probe:
+    """One connection the lab tries: from a zone's client to a service's port, over one IP version."""
+
     zone: str
     service: str
     protocol: str
@@ -64,6 +68,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Observation:
+    """A probe's outcome next to what the policy predicts (reach.py): the lab's proof, or a mismatch."""
+
     probe: Probe
     expected: str
     observed: str
@@ -209,6 +215,8 @@ def observe(checked: CheckedPolicy, observed: dict[Probe, str]) -> tuple[Observa
 
 @dataclass(frozen=True)
 class AssertionCheck:
+    """A policy `assert` checked against what the kernel did, with the probes that broke it."""
+
     text: str
     holds: bool
     probes: int

@@ -318,6 +318,8 @@ SCANNERS = {"builtin": scan_builtin, "nmap": scan_nmap}
 
 @dataclass(frozen=True)
 class LabReport:
+    """What a lab run saw: every observation, every assertion, and whether a real memcached served 11211."""
+
     observations: tuple[labplan.Observation, ...]
     assertions: tuple[labplan.AssertionCheck, ...]
     memcached: bool

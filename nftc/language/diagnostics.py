@@ -18,6 +18,8 @@ MAX_MESSAGE = 1000  # characters of a message or hint: longer ones are a bug, an
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One error or warning, with where it is in the policy and a hint: rendered with the line and a caret."""
+
     severity: str  # "error" or "warning"
     message: str
     span: Span | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -16,7 +17,7 @@ from operator import not_
 from typing import Callable, MutableMapping, TypeVar
 
 from . import model as m
-from .diagnostics import Diagnostic, PolicyError, error
+from .diagnostics import Diagnostic, PolicyError, error, quoted, warning
 from .parser import parse_network, parse_text, statement_start_hint
 from .text import MAX_SHOWN
 
@@ -27,11 +28,19 @@ MAX_ADDRESSES = 1_000_000
 T = TypeVar("T")
 
 
-def load_policy(path: str, sources: MutableMapping[str, str]) -> m.Policy:
+# The last good copy of a url zone's blocklist: (zone, url) -> (the path it is kept at, its text or None when none
+# is kept there). Given by the caller that may read it (apply, as root, from the state directory:
+# nftc.system.blocklists); without it a url zone compiles with no address, and the digest is the same
+# (nftc.compiler leaves blocklists out of it).
+Feeds = Callable[[str, str], "tuple[str, str | None]"]
+
+
+def load_policy(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None) -> m.Policy:
     """Load `path` and everything it includes; `sources` receives each file's text, for diagnostics."""
     statements = _load_statements(os.path.normpath(path), sources, chain=(), limit_bytes=MAX_POLICY_BYTES)
-    statements = _read_zone_files(statements, sources)
-    return _assemble(statements, source=os.path.normpath(path))
+    warnings: list[Diagnostic] = []
+    statements = _read_zone_files(statements, sources, feeds, warnings)
+    return _assemble(statements, source=os.path.normpath(path), warnings=tuple(warnings))
 
 
 def _read(path: str, limit_bytes: int, what: str, span: m.Span | None) -> bytes:
@@ -60,6 +69,7 @@ class _Kind:
     name: str  # "a policy"
     problem: Callable[[str], str]  # the first entry -> '' when it is of this kind, else a hint that quotes none of it
     message: str  # the one error about a file whose first entry is not
+    comments: str = "#"  # what starts a comment in it (an address list also takes `;`: Spamhaus DROP)
 
 
 def _address_problem(entry: str) -> str:
@@ -69,7 +79,7 @@ def _address_problem(entry: str) -> str:
 
 _POLICY = _Kind("a policy", statement_start_hint, "not a policy: its first statement does not start with a keyword")
 _ADDRESS_LIST = _Kind("an address list", _address_problem,
-                      "not an address list: its first entry is not an IPv4 or IPv6 address or CIDR")
+                      "not an address list: its first entry is not an IPv4 or IPv6 address or CIDR", "#;")
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def _parsed(path: str, data: bytes, what: str, kind: _Kind, parse: Callable[[str
     not print what they name."""
     text = data.decode("utf-8", errors="replace")
     sources[path] = text
-    entry = _first_entry(text)
+    entry = _first_entry(text, kind.comments)
     problem = kind.problem(entry.text) if entry else ""
     try:
         return parse(_decoded(data, path, what))
@@ -113,14 +123,15 @@ def _decoded(data: bytes, path: str, what: str) -> str:
                                  hint="save it as UTF-8; outside comments a policy is plain ASCII")]) from None
 
 
-def _first_entry(text: str) -> _Entry | None:
-    """The first line holding more than blanks and a comment, read as parse_address_file reads lines."""
+def _first_entry(text: str, comments: str = "#") -> _Entry | None:
+    """The first line holding more than blanks and a comment (started by any of `comments`), read as
+    read_address_list reads lines."""
     start, number = 0, 1
     while start <= len(text):
         end = text.find("\n", start)
         end = len(text) if end < 0 else end
         line = text[start:end]
-        entry = line.split("#", 1)[0].strip()
+        entry = re.split(f"[{comments}]", line, maxsplit=1)[0].strip()
         if entry:
             return _Entry(number, line.index(entry) + 1, entry)
         start, number = end + 1, number + 1
@@ -164,22 +175,26 @@ def _include(include: m.Include, parent: str, sources, chain) -> tuple[m.Stateme
     return _load_statements(target, sources, chain, MAX_POLICY_BYTES, include.span)
 
 
-def _read_zone_files(statements, sources) -> tuple[m.Statement, ...]:
+def _read_zone_files(statements, sources, feeds: Feeds | None, warnings: list[Diagnostic]) -> tuple[m.Statement, ...]:
     budget = [MAX_ADDRESSES]
     return tuple(
-        dataclasses.replace(s, sources=tuple(_fill_file(src, sources, budget) for src in s.sources))
+        dataclasses.replace(s, sources=tuple(_fill_file(s.name, src, sources, budget, feeds, warnings)
+                                             for src in s.sources))
         if isinstance(s, m.Zone) else s
         for s in statements
     )
 
 
-def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource:
+def _fill_file(zone: str, source: m.ZoneSource, sources, budget: list[int], feeds: Feeds | None,
+               warnings: list[Diagnostic]) -> m.ZoneSource:
+    if isinstance(source, m.UrlSource):
+        return _fill_url(zone, source, sources, budget, feeds)
     if not isinstance(source, m.FileSource):
         return source
     path = os.path.normpath(os.path.join(os.path.dirname(source.span.file), source.path))
     data = _read(path, MAX_ADDRESS_FILE_BYTES, "address file", source.span)
     networks = _parsed(path, data, "address file", _ADDRESS_LIST,
-                       lambda text: parse_address_file(text, path, limit=budget[0]), sources)
+                       lambda text: _noted(read_address_list(text, path, limit=budget[0]), warnings), sources)
     if networks is None:
         raise PolicyError([error(f"zones hold more than {MAX_ADDRESSES} addresses in all", source.span,
                                  hint="merge the list into wider prefixes")])
@@ -187,20 +202,59 @@ def _fill_file(source: m.ZoneSource, sources, budget: list[int]) -> m.ZoneSource
     return dataclasses.replace(source, networks=networks)
 
 
+def _fill_url(zone: str, source: m.UrlSource, sources, budget: list[int], feeds: Feeds | None) -> m.UrlSource:
+    """The zone's last good blocklist, when the caller gives one: parsed and checked again as any address file
+    (a copy in the state directory is data, trusted no further than that). Its path and text ('' when none is
+    kept) join `sources`, so the applied record hashes it and an apply after a refresh compiles again. Its
+    warnings (host bits cleared) were said by the refresh that fetched it: not again at every compile, where
+    `--strict` (the boot unit's) would refuse the policy for a list's spelling."""
+    if feeds is None:
+        return source
+    path, text = feeds(zone, source.url)
+    sources[path] = text or ""  # also when none is kept: the applied record then tells a list kept since
+    if text is None:
+        return source
+    networks = read_address_list(text, path, limit=budget[0]).networks  # its warnings: said by the refresh
+    if networks is None:
+        raise PolicyError([error(f"zones hold more than {MAX_ADDRESSES} addresses in all", source.span,
+                                 hint="merge the list into wider prefixes")])
+    budget[0] -= len(networks)
+    return dataclasses.replace(source, networks=networks)
+
+
+@dataclass(frozen=True)
+class ReadList:
+    """An address list as read: its networks (None: more than the limit) and the warnings its reading gave."""
+
+    networks: m.AddressList | None
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+def _noted(found: ReadList, warnings: list[Diagnostic]) -> m.AddressList | None:
+    warnings.extend(found.warnings)
+    return found.networks
+
+
 def parse_address_file(text: str, path: str, limit: int = MAX_ADDRESSES) -> m.AddressList | None:
-    """One address or CIDR per line; blank lines and `#` comments are skipped; host bits are an error.
+    """`read_address_list`'s networks, its warnings dropped."""
+    return read_address_list(text, path, limit).networks
+
+
+def read_address_list(text: str, path: str, limit: int = MAX_ADDRESSES) -> ReadList:
+    """One address, CIDR or FIRST-LAST range per line; blank lines and `#` or `;` comments are skipped (the
+    Spamhaus DROP format: `192.0.2.0/24 ; SBL123`); host bits set are cleared, with one warning for the file.
 
     None when the file holds more than `limit` addresses: counted before parsing, so a huge list fails fast.
     A file of one entry per line, each valid, takes the fast path; any other file (an error anywhere in it
     included) is read line by line by `_parse_lines`, so a message is the same whichever path met the file."""
     entries = _one_entry_per_line(text)
     if entries is not None and len(entries) > limit:
-        return None
+        return ReadList(None)
     networks = _packed(entries) if entries is not None else None
-    return networks if networks is not None else _parse_lines(text, path, limit)
+    return ReadList(networks) if networks is not None else _parse_lines(text, path, limit)
 
 
-_COMMENT = re.compile(r"#[^\n]*")
+_COMMENT = re.compile(r"[#;][^\n]*")
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.split() splits ASCII text on, besides the newline
 _TWO_ON_A_LINE = re.compile(r"\S[^\S\n]+\S")  # two entries on one line: an error, only _parse_lines reports it
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -210,7 +264,7 @@ _HOST_BITS = {v: [(1 << (bits - n)) - 1 for n in range(bits + 1)] for v, bits in
 
 def _one_entry_per_line(text: str) -> list[str] | None:
     """The entries, when the text (comments removed) is ASCII with at most one entry per line; else None."""
-    if "#" in text:
+    if "#" in text or ";" in text:
         text = _COMMENT.sub("", text)
     if not text.isascii():
         return None
@@ -259,34 +313,78 @@ def _packed_version(entries: list[str], version: int) -> list[int] | None:
     return packed
 
 
-def _parse_lines(text: str, path: str, limit: int) -> m.AddressList | None:
-    """parse_address_file line by line: every error with its line and column (at most MAX_SHOWN)."""
+def _entry(line: str) -> str:
+    """A line without its `#` or `;` comment, stripped."""
+    return _COMMENT.sub("", line, count=1).strip()
+
+
+def _parse_lines(text: str, path: str, limit: int) -> ReadList:
+    """read_address_list line by line: every error with its line and column (at most MAX_SHOWN)."""
     networks = []
     errors: list[Diagnostic] = []
+    normalised: list[Diagnostic] = []
     lines = text.split("\n")
-    if len(lines) > limit and sum(1 for line in lines if line.split("#", 1)[0].strip()) > limit:
-        return None
+    if len(lines) > limit and sum(1 for line in lines if _entry(line)) > limit:
+        return ReadList(None)
     for number, line in enumerate(lines, start=1):
-        entry = line.split("#", 1)[0].strip()
+        entry = _entry(line)
         if not entry:
             continue
-        network, message, hint = parse_network(entry)
-        if message:
-            column = line.index(entry) + 1
-            errors.append(error(message, m.Span(path, number, column, number, column + len(entry)), hint))
+        found, message, hint = _parse_entry(entry)
+        column = line.index(entry) + 1
+        span = m.Span(path, number, column, number, column + len(entry))
+        if found and message:  # host bits: the network they lie in, said once for the file
+            normalised.append(warning(f"{message}: read as {found[0]}", span, hint))
+        elif message:
+            errors.append(error(message, span, hint))
             if len(errors) >= MAX_SHOWN:  # what a message shows; reading on would be wasted
                 break
-        else:
-            networks.append(network)
+        networks.extend(found)
     if errors:
         raise PolicyError(errors)
-    return m.AddressList(*(tuple(m.pack(n) for n in networks if n.version == v) for v in (4, 6)))
+    if len(networks) > limit:
+        return ReadList(None)
+    return ReadList(m.AddressList(*(tuple(m.pack(n) for n in networks if n.version == v) for v in (4, 6))),
+                    _host_bits_warning(normalised))
+
+
+def _host_bits_warning(normalised: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """One warning for a list's entries with host bits set (a country list may have thousands): the first."""
+    if not normalised:
+        return ()
+    first = normalised[0]
+    more = f" (and {len(normalised) - 1} more entries)" if len(normalised) > 1 else ""
+    return (dataclasses.replace(first, message=first.message + more,
+                                hint="the list is read so; fix the entry to silence this"),)
+
+
+def _parse_entry(entry: str) -> tuple[list[m.IPNetwork], str, str]:
+    """An entry -> (networks, "", ""); with host bits set -> ([the network they lie in], message, hint);
+    else ([], message, hint). FIRST-LAST ranges (some country lists) become the networks that cover them."""
+    if "-" in entry and "/" not in entry:
+        return _parse_range(entry)
+    network, message, hint = parse_network(entry)
+    if message and network is not None:  # host bits set
+        return [network], message, ""
+    return ([network] if network is not None else []), message, hint
+
+
+def _parse_range(entry: str) -> tuple[list[m.IPNetwork], str, str]:
+    first_text, _, last_text = entry.partition("-")
+    try:
+        first, last = ipaddress.ip_address(first_text.strip()), ipaddress.ip_address(last_text.strip())
+        if first.version != last.version or first > last:
+            raise ValueError(entry)
+    except ValueError:
+        return [], f"{quoted(entry)} is not a range of addresses", \
+            "a range is FIRST-LAST, both of one IP version, first not above last (such as 192.0.2.0-192.0.2.63)"
+    return list(ipaddress.summarize_address_range(first, last)), "", ""
 
 
 _SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo", m.RpFilter: "rpfilter"}
 
 
-def _assemble(statements: tuple[m.Statement, ...], source: str) -> m.Policy:
+def _assemble(statements: tuple[m.Statement, ...], source: str, warnings: tuple[Diagnostic, ...] = ()) -> m.Policy:
     errors: list[Diagnostic] = []
     first: dict[type, m.Statement] = {}
     for statement in statements:
@@ -313,4 +411,5 @@ def _assemble(statements: tuple[m.Statement, ...], source: str) -> m.Policy:
         icmp_echo=first.get(m.IcmpEcho, m.DEFAULT_ECHO),
         rpfilter=first.get(m.RpFilter, m.DEFAULT_RPFILTER),
         source=source,
+        warnings=warnings,
     )

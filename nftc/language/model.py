@@ -6,6 +6,7 @@ Every node carries its `span` outside equality, so tests can compare a parsed no
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
@@ -78,6 +79,8 @@ class Group:
 
 @dataclass(frozen=True)
 class AddressSource:
+    """An address or network written in the policy."""
+
     network: IPNetwork
     span: Span | None = _span()
 
@@ -127,6 +130,20 @@ class AddressList:
     def __len__(self) -> int:
         return len(self.v4) + len(self.v6)
 
+    def intervals(self, version: int) -> list[tuple[int, int]]:
+        """The networks of one IP version as the fewest disjoint first..last intervals (nested, repeated and
+        adjacent entries merged), in order: what an interval set without auto-merge takes."""
+        bits, merged = BITS[version], []
+        for value in sorted(self.packed(version)):
+            length = value & ((1 << PREFIX_BITS) - 1)
+            first = value >> PREFIX_BITS
+            last = first | ((1 << (bits - length)) - 1)
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        return [(first, last) for first, last in merged]
+
     def __iter__(self) -> Iterator[IPNetwork]:
         return (unpack(packed, version) for version in (4, 6) for packed in self.packed(version))
 
@@ -143,23 +160,88 @@ class FileSource:
 
 @dataclass(frozen=True)
 class DynamicSource:
-    """Addresses added at run time to the sets `dyn_ZONE_v4`/`_v6` (fail2ban, an admin); kept across reloads."""
+    """Addresses added at run time to the sets `dyn_ZONE_v4`/`_v6` (fail2ban, an admin); kept across reloads.
+    `timeout 1h` (`timeout_seconds`, 0: none): they expire by themselves, each after the set's timeout or its own."""
 
+    timeout_seconds: int = 0
     span: Span | None = _span()
 
 
-ZoneSource = Union[AddressSource, AnySource, InterfaceSource, FileSource, DynamicSource]
+DEFAULT_REFRESH_SECONDS = 12 * 3600  # `url "..."` without `refresh`: Spamhaus asks for at most one fetch an hour
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """`url "https://..." [refresh 12h]`: a downloaded blocklist. `nftc refresh` fetches it into the state
+    directory; a compile fills `networks` from the last good copy it is given (none: empty), and the table keeps
+    them in the zone's own sets `url_ZONE_v4`/`_v6`, whose elements a refresh replaces (README: "Blocklists")."""
+
+    url: str
+    refresh_seconds: int = DEFAULT_REFRESH_SECONDS
+    networks: AddressList = AddressList()
+    span: Span | None = _span()
+
+
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # nft's units, the grammar's DURATION
+_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
+_DURATION_DIGITS = 18  # more is out of every range a duration is checked against (and Python reads <= 4300)
+
+
+def parse_duration(text: str) -> int:
+    """`12h` -> 43200 seconds: the one reading of the grammar's DURATION terminal, and of the `1h30m` that
+    format_duration writes (a number of more than 18 digits reads as 10**18, out of every range)."""
+    return sum(_duration_number(digits) * _DURATION_UNITS[unit] for digits, unit in _DURATION_PART.findall(text))
+
+
+def _duration_number(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _DURATION_DIGITS else 10**_DURATION_DIGITS
+
+
+def format_duration(seconds: int) -> str:
+    """5400 -> `1h30m`, as nft prints a timeout: a compiled set then reads the same as the kernel lists it."""
+    parts = []
+    for unit, size in _DURATION_UNITS.items():
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+ZoneSource = Union[AddressSource, AnySource, InterfaceSource, FileSource, DynamicSource, UrlSource]
+# Sources whose addresses do not stand in the policy text: added at run time, or read from a file or a download.
+# A zone with one of them never takes a trusted zone's addresses, and bans them when it allows nothing (README:
+# "What a ban does"). A new kind of fed source joins here and is then treated as these are.
+FED_SOURCES: tuple[type, ...] = (FileSource, DynamicSource, UrlSource)
 
 
 @dataclass(frozen=True)
 class Zone:
+    """Where packets come from: a name and its sources; each packet belongs to exactly one zone."""
+
     name: str
     sources: tuple[ZoneSource, ...]
+    trusted: bool = False  # `trusted`: no fed zone (FED_SOURCES) ever takes its addresses
     span: Span | None = _span()
 
     @property
     def dynamic(self) -> bool:
         return any(isinstance(s, DynamicSource) for s in self.sources)
+
+    @property
+    def dynamic_timeout(self) -> int:
+        """Seconds after which a run-time address expires (0: never; a zone has one dynamic source: resolve)."""
+        return next((s.timeout_seconds for s in self.sources if isinstance(s, DynamicSource)), 0)
+
+    @property
+    def url(self) -> UrlSource | None:
+        """The zone's blocklist, if it has one (a zone has at most one: resolve says so)."""
+        return next((s for s in self.sources if isinstance(s, UrlSource)), None)
+
+    @property
+    def fed(self) -> bool:
+        """Whether some of its addresses come from outside the policy text (FED_SOURCES)."""
+        return any(isinstance(s, FED_SOURCES) for s in self.sources)
 
 
 @dataclass(frozen=True)
@@ -242,12 +324,16 @@ class RpFilter:
 
 @dataclass(frozen=True)
 class TableName:
+    """`table NAME`: the one table the policy compiles to."""
+
     name: str
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Include:
+    """`include "FILE"`: replaced by the file's statements when the policy is loaded."""
+
     path: str
     span: Span | None = _span()
 
@@ -277,3 +363,4 @@ class Policy:
     icmp_echo: IcmpEcho
     rpfilter: RpFilter
     source: str
+    warnings: tuple = ()  # the loader's diagnostics.Diagnostic warnings (an address list's host bits set)

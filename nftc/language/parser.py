@@ -15,6 +15,9 @@ from .diagnostics import Diagnostic, PolicyError, did_you_mean, error, quoted
 from .reserved import MAX_NAME_LENGTH, NAME_CHARACTERS, TABLE_NAME_HINTS, table_name_problem
 
 MAX_STRING_LENGTH = 100
+MAX_URL_LENGTH = 1000
+MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS = 60, 30 * 86400
+MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 1, 365 * 86400  # `dynamic timeout`: the kernel takes far more
 _UNIT_NS = {"second": 10**9, "minute": 60 * 10**9, "hour": 3600 * 10**9, "day": 86400 * 10**9}
 MAX_LOG_PREFIX = 64  # nftc appends a rule id; the kernel's limit for the whole prefix is 127
 
@@ -112,6 +115,28 @@ def parse_network(text: str) -> tuple[m.IPNetwork | None, str, str]:
         "zones take addresses such as 192.0.2.1, 192.0.2.0/24 or 2001:db8::/32 (no host names)"
 
 
+def url_problem(url: str) -> str:
+    """'' for a blocklist URL nftc fetches (http or https, a host, no credentials), else what is wrong with it."""
+    import urllib.parse  # here: only a policy with a url zone needs it (2 ms of every compile otherwise)
+
+    if len(url) > MAX_URL_LENGTH:
+        return f"URL longer than {MAX_URL_LENGTH} characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{quoted(url)} is not a URL: {exc}"
+    if parts.scheme not in ("http", "https"):
+        return f"{quoted(url)} is not an http or https URL"
+    if not parts.hostname or " " in url:
+        return f"{quoted(url)} has no host name"
+    if parts.username is not None or parts.password is not None:
+        return f"{quoted(url)} holds credentials: a policy is no place for a password"
+    if port == 0:
+        return f"{quoted(url)} has port 0"
+    return ""
+
+
 MAX_DIGITS = 18  # a longer number is out of every range nftc checks; Python refuses to read more than 4300 digits
 
 
@@ -202,6 +227,9 @@ def _unexpected_token(exc: UnexpectedToken, span: m.Span, line: str) -> Diagnost
         return error(parse_network(str(token))[1], span, hint=parse_network(str(token))[2])
     if token.type in ("ARROW", "NOT_ARROW") and "NAME" in expected:
         return error(f"missing zone before {shown}", span, hint="name one or more zones, such as: allow lan -> ssh")
+    if "_NL" in expected and re.search(r"(^|\s)trusted\s*$", line[: span.column - 1]):
+        return error(f"unexpected {shown} after 'trusted'", span,
+                     hint="'trusted' ends a zone, after its sources: zone admins = 10.9.0.0/24, fd00:9::/64 trusted")
     glued = token.type not in ("_NL", "$END") and not _is_word(token)
     if glued and re.search(r"(^|\s)[A-Za-z_][A-Za-z0-9_]*$", line[: span.column - 1]):
         return error(f"{str(token)[0]!r} cannot appear in a name", dataclasses.replace(span, end_column=0),
@@ -283,7 +311,8 @@ class _StatementBuilder(Transformer):
         return m.TableName(name, _span(self.file, meta))
 
     def zone(self, meta, items):
-        return m.Zone(self._name(items[0]), tuple(items[1:]), _span(self.file, items[0]))
+        name, *sources, trusted = items
+        return m.Zone(self._name(name), tuple(sources), trusted is not None, _span(self.file, name))
 
     def address_source(self, meta, items):
         return m.AddressSource(self._network(items[0]), _span(self.file, items[0]))
@@ -298,7 +327,12 @@ class _StatementBuilder(Transformer):
         return m.AnySource(_span(self.file, meta))
 
     def dynamic_source(self, meta, items):
-        return m.DynamicSource(_span(self.file, meta))
+        duration = items[0]
+        seconds = m.parse_duration(str(duration)) if duration is not None else 0
+        if duration is not None and not MIN_TIMEOUT_SECONDS <= seconds <= MAX_TIMEOUT_SECONDS:
+            self._fail(f"timeout {_digits(duration[:-1])}{duration[-1]} is out of range", duration,
+                       "run-time addresses expire after 1s to 365d, such as: zone f2b = dynamic timeout 1h")
+        return m.DynamicSource(seconds, _span(self.file, meta))
 
     def interface_source(self, meta, items):
         token = items[0]
@@ -308,6 +342,19 @@ class _StatementBuilder(Transformer):
 
     def file_source(self, meta, items):
         return m.FileSource(self._string(items[0]), (), _span(self.file, items[0]))
+
+    def url_source(self, meta, items):
+        token, duration = items
+        url = str(token)[1:-1]
+        problem = url_problem(url)
+        if problem:
+            self._fail(problem, token, "a blocklist is fetched over http or https, such as: "
+                                       'url "https://www.spamhaus.org/drop/drop.txt" refresh 12h')
+        seconds = m.parse_duration(str(duration)) if duration is not None else m.DEFAULT_REFRESH_SECONDS
+        if duration is not None and not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS:
+            self._fail(f"refresh {duration} is out of range", duration,
+                       "a blocklist is refreshed every 1m to 30d (Spamhaus asks for at most once an hour)")
+        return m.UrlSource(url, seconds, m.AddressList(), _span(self.file, token))
 
     def service(self, meta, items):
         name, *specs, description = items

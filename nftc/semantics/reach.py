@@ -25,6 +25,8 @@ def verdict_of(action: str) -> str:
 
 @dataclass(frozen=True)
 class Decision:
+    """What the ruleset does with a new connection, and the policy line that decides it."""
+
     verdict: str  # accept, drop or reject
     reason: str  # rule id, "loopback", "memcached-udp" or "default-drop"
     rule: CheckedRule | None = None
@@ -44,6 +46,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Segment:
+    """A run of ports of one protocol that every rule treats alike, and the decision on it."""
+
     protocol: str
     first: int
     last: int

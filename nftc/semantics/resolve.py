@@ -11,7 +11,7 @@ from . import catalog
 from ..language import model as m
 from . import ports
 from ..language.diagnostics import Diagnostic, PolicyError, did_you_mean, error, warning
-from .zones import LOCALHOST, AddressMap, flatten_zones, has_networks, interfaces, zone_networks
+from .zones import LOCALHOST, AddressMap, flatten_zones, has_networks, interfaces, trusted_networks, zone_networks
 
 PROTECTED_GROUPS = ("zimbra.internal", "zimbra.admin")
 MEMCACHED_UDP = m.PortRange("udp", 11211, 11211)  # memcached over UDP: dropped outside localhost (memcrashed)
@@ -27,6 +27,8 @@ class ServiceRef:
 
 @dataclass(frozen=True)
 class CheckedRule:
+    """A rule with its names resolved: the zones and services it means, and the id its counters and logs carry."""
+
     id: str  # r1, r2 ...: short enough for a log prefix, unique in the policy
     rule: m.Rule
     zones: tuple[str, ...]
@@ -39,6 +41,8 @@ class CheckedRule:
 
 @dataclass(frozen=True)
 class CheckedAssertion:
+    """An `assert` with its names resolved, to be proved on the same walk the ruleset makes."""
+
     assertion: m.Assertion
     zones: tuple[str, ...]
     services: tuple[ServiceRef, ...]
@@ -46,6 +50,8 @@ class CheckedAssertion:
 
 @dataclass(frozen=True)
 class CheckedPolicy:
+    """The policy once every name resolves: what the checks, the lowering and the lab work on."""
+
     policy: m.Policy
     address_maps: tuple[AddressMap, ...]  # source address -> zone, one map per IP version (IPv4 first)
     rules: tuple[CheckedRule, ...]
@@ -62,10 +68,18 @@ class CheckedPolicy:
     def rules_for(self, zone: str) -> tuple[CheckedRule, ...]:
         return tuple(r for r in self.rules if zone in r.zones)
 
+    def blocks(self, zone: str) -> bool:
+        """Whether `zone` bans its addresses: it has a fed source (dynamic, file...) and allows nothing, so the
+        ruleset drops its addresses' packets before conntrack and ping accept them (README: "What a ban does").
+        Never a zone of only `any`, interfaces and written addresses: an `any` that allows nothing would drop the
+        replies to the server's own connections."""
+        found = next((z for z in self.policy.zones if z.name == zone), None)
+        return found is not None and found.fed and not any(r.rule.action == "allow" for r in self.rules_for(zone))
+
 
 def check_policy(policy: m.Policy) -> CheckedPolicy:
     errors: list[Diagnostic] = []
-    warnings: list[Diagnostic] = []
+    warnings: list[Diagnostic] = list(policy.warnings)  # the loader's (an address list's host bits)
     definitions = _definitions(policy, errors)
     expand = _Expander(definitions, errors)
     _check_zones(policy, errors)
@@ -149,15 +163,46 @@ def _check_zones(policy: m.Policy, errors: list[Diagnostic]) -> None:
             errors.append(error(f"duplicate zone '{zone.name}'", zone.span,
                                 hint=f"first defined at {seen[zone.name].span}"))
         seen.setdefault(zone.name, zone)
-        if not has_networks(zone) and not interfaces(zone) and not zone.dynamic:
+        if not has_networks(zone) and not interfaces(zone) and not zone.dynamic and zone.url is None:
             errors.append(error(f"zone '{zone.name}' is empty", zone.span,
                                 hint="its address file holds no address"))
+        urls = [s for s in zone.sources if isinstance(s, m.UrlSource)]
+        if len(urls) > 1:  # one list per zone: `nftc refresh` keeps and replaces a zone's list as one
+            errors.append(error(f"zone '{zone.name}' has a second url", urls[1].span,
+                                hint="one blocklist per zone: make a zone for each list"))
+        if zone.trusted:
+            errors.extend(_untrustable(zone))
+        dynamic = [s for s in zone.sources if isinstance(s, m.DynamicSource)]
+        if len(dynamic) > 1:
+            errors.append(error(f"zone '{zone.name}' lists 'dynamic' twice", dynamic[1].span or zone.span,
+                                hint="one dynamic source a zone: its sets are dyn_ZONE_v4 and dyn_ZONE_v6"))
         claimed: dict[str, m.Span | None] = {}
         for iface in interfaces(zone):
             if iface in claimed:
                 errors.append(error(f"interface {iface} is listed twice in zone '{zone.name}'", zone.span))
             claimed[iface] = zone.span
     _check_interfaces_unique(policy, errors)
+
+
+# Why a zone with such a source cannot be `trusted`: what it trusts must stand in the policy, as written addresses.
+_UNTRUSTABLE = {
+    m.AnySource: "'any' holds every address",
+    m.InterfaceSource: "a trusted zone lists addresses, not interfaces",
+    m.DynamicSource: "its addresses are added at run time",
+    m.FileSource: "its addresses come from a file",
+    m.UrlSource: "its addresses are downloaded",
+}
+
+
+def _untrustable(zone: m.Zone) -> list[Diagnostic]:
+    """One error for a trusted zone with a source other than a written address: trusting a fed source would let
+    whoever fills it exempt addresses from every ban; trusting `any` would exempt every address."""
+    for source in zone.sources:
+        if not isinstance(source, m.AddressSource):
+            why = _UNTRUSTABLE.get(type(source), "its addresses do not stand in the policy")
+            return [error(f"zone '{zone.name}' cannot be trusted: {why}", source.span or zone.span,
+                          hint="a trusted zone lists its networks, such as: zone admins = 10.9.0.0/24 trusted")]
+    return []
 
 
 def _check_interfaces_unique(policy: m.Policy, errors: list[Diagnostic]) -> None:
@@ -196,8 +241,14 @@ def _zones_that_never_match(zones: tuple[m.Zone, ...], address_maps: tuple[Addre
         error(f"zone '{z.name}' can never match: more specific zones claim all its addresses", z.span,
               hint="they are " + _and([f"'{name}'" for name in _zones_inside(z, zones)]))
         for z in zones
-        if not interfaces(z) and z.name not in owners and has_networks(z)
+        if not interfaces(z) and z.name not in owners and has_networks(z) and not _trusted_overlap(z, zones)
     ]
+
+
+def _trusted_overlap(zone: m.Zone, zones: tuple[m.Zone, ...]) -> bool:
+    """A fed zone whose entries a trusted zone took: not a mistake of the policy (a blocklist may list an admin)."""
+    trusted = trusted_networks(zones)
+    return zone.fed and any(n.version == t.version and n.subnet_of(t) for n, _ in zone_networks(zone) for t in trusted)
 
 
 def _and(words: list[str]) -> str:

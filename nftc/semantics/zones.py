@@ -16,7 +16,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import chain, compress, count, repeat
 from operator import add, and_, eq, ne, not_, rshift, sub
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from ..language import model as m
 from ..language.diagnostics import Diagnostic, error
@@ -55,8 +55,13 @@ class AddressMap:
     fallback: str | None
 
     def zone_of(self, value: int) -> str | None:
+        owner = self.owner(value)
+        return self.fallback if owner is None else owner
+
+    def owner(self, value: int) -> str | None:
+        """The zone of the interval holding `value`; None outside every interval (the fallback's addresses)."""
         index = bisect_right(self.firsts, value) - 1
-        return self.zones[index] if index >= 0 and value <= self.lasts[index] else self.fallback
+        return self.zones[index] if index >= 0 and value <= self.lasts[index] else None
 
     def intervals(self) -> Iterator[Interval]:
         """Every address of the version in order, the fallback's gaps included (the lab picks clients from them)."""
@@ -115,13 +120,49 @@ def has_networks(zone: m.Zone) -> bool:
     return any(_packed(source, version) for source in zone.sources for version in IP_VERSIONS)
 
 
+def trusted_networks(zones: tuple[m.Zone, ...]) -> tuple[m.IPNetwork, ...]:
+    """The networks of the trusted zones, IPv4 first, each in address order, without repeats or networks inside
+    another: what no fed zone (dynamic, file...) ever takes, and fail2ban's `ignoreip`."""
+    networks = sorted({s.network for z in zones if z.trusted for s in z.sources if isinstance(s, m.AddressSource)},
+                      key=lambda n: (n.version, m.pack(n)))
+    return tuple(n for n in networks if not any(
+        o.version == n.version and o != n and n.subnet_of(o) for o in networks))
+
+
+def is_trusted(zones: tuple[m.Zone, ...], address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(address in network for network in trusted_networks(zones) if network.version == address.version)
+
+
+def _untrusted(packed: Iterable[int], trusted: list[m.IPNetwork], version: int) -> Iterable[int]:
+    """The packed networks that lie in no trusted network: a fed zone (a file's entries) never takes those.
+    CIDRs are nested or disjoint, so a network touching a trusted one either lies inside it (left out) or holds
+    it whole (kept: the trusted network is the more specific, and wins by prefix length)."""
+    if not trusted:
+        return packed
+    firsts = [int(n.network_address) for n in trusted]
+    lasts = [int(n.broadcast_address) for n in trusted]
+    sizes = _SIZES[version]
+
+    def outside(network: int) -> bool:
+        first = network >> m.PREFIX_BITS
+        index = bisect_right(firsts, first) - 1
+        return index < 0 or first + sizes[network & _LENGTH_MASK] > lasts[index]
+
+    return tuple(filter(outside, packed))
+
+
 def flatten_zones(zones: tuple[m.Zone, ...]) -> tuple[tuple[AddressMap, ...], list[Diagnostic]]:
-    """One address map per IP version, IPv4 first; errors for networks two zones both claim."""
+    """One address map per IP version, IPv4 first; errors for networks two zones both claim. A fed source's
+    networks inside a trusted zone's are left out: the trusted zone keeps them whatever their prefix length."""
     claimed = [(zone.name, s) for zone in zones for s in zone.sources if _packed(s, 4) is not None]
     sources = [_Source(name, s.span) for name, s in claimed]
+    trusted = trusted_networks(zones)
     maps, errors = [], []
     for version in IP_VERSIONS:
-        networks, owners = _sorted_claims([_packed(s, version) for _, s in claimed])
+        mine = [n for n in trusted if n.version == version]
+        networks, owners = _sorted_claims([_untrusted(_packed(s, version), mine, version)
+                                           if isinstance(s, m.FED_SOURCES) else _packed(s, version)
+                                           for _, s in claimed])
         networks, owners, found = _without_duplicates(networks, owners, sources, version)
         errors += found
         maps.append(_address_map(networks, list(map([s.zone for s in sources].__getitem__, owners)), version))
@@ -237,14 +278,25 @@ def interfaces(zone: m.Zone) -> tuple[str, ...]:
     return tuple(s.name for s in zone.sources if isinstance(s, m.InterfaceSource))
 
 
-def zone_of(checked: CheckedPolicy, address, interface: str | None) -> str | None:
+def zone_of(checked: CheckedPolicy, address, interface: str | None,
+            listed: Mapping[str, Iterable[m.IPNetwork]] | None = None) -> str | None:
     """The zone the ruleset sends a new connection from `address` (text or ipaddress) arriving on `interface` (None:
-    unknown) to, in the ruleset's order: loopback, then the interface zones, then the most specific address zone,
-    then the zone of `any`; None when no zone holds it (dropped as drop/no-zone). Addresses of dynamic zones are
-    known only at run time."""
+    unknown) to, in the ruleset's order: loopback; a blocking zone's addresses (`checked.blocks`: the policy's,
+    then the run-time sets); the other run-time sets; the interface zones; the most specific address zone; the zone
+    of `any`. None when no zone holds it (dropped as drop/no-zone). What the run-time sets hold is known only at run
+    time: `listed` gives it, zone -> networks. A trusted zone's address is in no run-time set's zone."""
     address = ipaddress.ip_address(address)
     if address.is_loopback or interface == "lo":
         return LOCALHOST
+    owner = checked.address_map(address.version).owner(int(address))
+    if owner is not None and checked.blocks(owner):
+        return owner
+    in_sets = [] if is_trusted(checked.policy.zones, address) else [
+        zone for zone, networks in (listed or {}).items() if any(address in n for n in networks)]
+    for blocking in (True, False):
+        for zone in checked.policy.zones:
+            if zone.name in in_sets and checked.blocks(zone.name) == blocking:
+                return zone.name
     for zone in checked.policy.zones:
         if interface and any(fnmatch.fnmatchcase(interface, pattern) for pattern in interfaces(zone)):
             return zone.name

@@ -10,8 +10,9 @@ Three promises, each kept here and tested on the kernel:
 
 The live table is read the fast way (reader.py): with 10^5 addresses, listing it whole takes longer than loading
 it. Dynamic elements are read as JSON and carried as checked data (elements.py), never pasted as text; a dynamic
-set whose definition did not change stays in place with its elements (transaction.py). Right after the load, the
-table as the kernel lists it is recorded: drift is told against that, without an extra process.
+set whose definition did not change stays in place with its elements, and so does a named counter with its values
+(transaction.py). Right after the load, the table as the kernel lists it is recorded: drift is told against that,
+without an extra process.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | No
         return Outcome(compiled.digest, compiled.target, deadline, plan.pending is not None, plan.carried,
                        sum(s.unreadable for sets in plan.elements.values() for s in sets),
                        main.drift.lines if main.drift and main.drift.verdict == "DRIFT" else (), plan.removed,
-                       plan.kept, main.drift, notes)
+                       plan.kept.sets, main.drift, notes)
 
 
 def _record_files(compiled: Compiled, plan: "_Plan") -> dict[str, str]:
@@ -128,7 +129,7 @@ class _Plan:
     targets: tuple[Target, ...]  # the policy's table, then nftc's earlier one if the policy renamed it
     found: dict[Target, _Table]
     removed: tuple[Target, ...]
-    kept: tuple[str, ...]
+    kept: transaction.Kept
     elements: dict[Target, tuple[elements.SetElements, ...]]
     script: str
     carried: int
@@ -148,12 +149,12 @@ def _plan(state: StateDir, compiled: Compiled) -> _Plan:
             _refuse_unrestorable(target, found[target].saved)
     kept = _kept(compiled, main, recorded)
     body = transaction.in_place(compiled.target, main.listing, kept, compiled.script) if kept else None
-    kept = kept if body is not None else ()
-    read = {t: live_elements(t, found[t].listing, kept if t == compiled.target else ())
+    kept = kept if body is not None else transaction.Kept()
+    read = {t: live_elements(t, found[t].listing, kept.sets if t == compiled.target else ())
             for t in (compiled.target, *removed)}
     carried = _carried(compiled.dynamic_sets, read)
     script = (body or compiled.script) + "".join(t.replace_header() for t in removed) + "".join(
-        elements.add_command(compiled.target, s) for s in carried)
+        elements.add_command(compiled.target, s, elements.takes_timeouts(compiled.script, s.name)) for s in carried)
     return _Plan(applied, recorded, pending, targets, found, removed, kept, read, script,
                  sum(len(s.elements) for s in carried))
 
@@ -179,11 +180,12 @@ def _found(state: StateDir, target: Target, applied: Applied | None, recorded: s
     return _Table(target, listing, digest, drift(state, listing, with_elements=True) if ours else None, listing)
 
 
-def _kept(compiled: Compiled, main: _Table, recorded: str | None) -> tuple[str, ...]:
-    """The dynamic sets that stay in place: only in the very table the record describes, with no drift."""
+def _kept(compiled: Compiled, main: _Table, recorded: str | None) -> transaction.Kept:
+    """The dynamic sets and named counters that stay in place: only in the very table the record describes, with
+    no drift."""
     if main.drift is None or main.drift.verdict != "none" or recorded is None:
-        return ()
-    return transaction.kept_sets(compiled.dynamic_sets, compiled.script, recorded, main.listing)
+        return transaction.Kept()
+    return transaction.kept(compiled.dynamic_sets, compiled.script, recorded, main.listing)
 
 
 def _record_listing(state: StateDir, compiled: Compiled) -> tuple[str, ...]:
@@ -192,8 +194,8 @@ def _record_listing(state: StateDir, compiled: Compiled) -> tuple[str, ...]:
     once: lost in a crash, drift is unknown until the next apply records it again."""
     try:
         current = state.read_text(LISTING)
-        if current is not None and live.digest(current) == compiled.digest:
-            return ()
+        if current is not None and live.digest(current) == compiled.digest and not live.has_blocklists(compiled.script):
+            return ()  # (a url zone's elements may differ under one digest: nftc.system.refresh)
         listing = reader.read_table(compiled.target, lists_elements(compiled.elements))
         if listing is None or live.digest(listing) != compiled.digest:
             state.remove(LISTING)
@@ -295,12 +297,12 @@ def _refuse_unrestorable(target: Target, saved: str | None) -> None:
 
 def _carried(declared: tuple[str, ...], found: dict[Target, tuple[elements.SetElements, ...]]):
     """The elements to add, per set the new table declares (adding to others would fail the transaction)."""
-    merged: dict[str, set] = {}
+    by_name: dict[str, list[elements.SetElements]] = {}
     for sets in found.values():
         for s in sets:
             if s.name in declared:
-                merged.setdefault(s.name, set()).update(s.elements)
-    return [elements.SetElements(name, tuple(sorted(items)), 0) for name, items in sorted(merged.items())]
+                by_name.setdefault(s.name, []).append(s)
+    return [elements.merged(name, sets) for name, sets in sorted(by_name.items())]
 
 
 def _snapshot_files(state: StateDir, plan: _Plan) -> dict[str, str]:

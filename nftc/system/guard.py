@@ -131,15 +131,28 @@ def _roll_back(state: StateDir, pending: records.Pending, saved, reason: str) ->
                 _log(f"guard {token}: NOT ROLLED BACK: table {pending.target} carries sha256:{str(carried)[:16]}, "
                      f"not sha256:{pending.loaded_digest[:16]} that its apply loaded: something else replaced it "
                      f"since; run 'nftc rollback' if that was not meant")
+                _audit(state, pending, "refused", f"not rolled back: table {pending.target} carries "
+                                                  f"sha256:{str(carried)[:16]}, not what its apply loaded")
                 return 1
             notes = restore.restore(state, saved)
     except Exception as exc:  # the guard is alone: whatever happens is said in its log
         _log(f"guard {token}: ROLLBACK FAILED: {exc}")
+        _audit(state, pending, "failed", f"rollback failed: {exc}")
         return 1
     for note in notes:
         _log(f"guard {token}: {note}")
     _log(f"guard {token}: {reason}: snapshot restored")
+    _audit(state, pending, "ok", f"{reason}: snapshot restored" + "".join(f"; {note}" for note in notes))
     return 0
+
+
+def _audit(state: StateDir, pending: records.Pending, result: str, detail: str) -> None:
+    """The guard's action, to syslog and the state directory (audit.py); after the kernel, never in its way."""
+    try:
+        from .audit import record
+        record(state, "guard", result, digest=pending.loaded_digest, table=str(pending.target), detail=detail)
+    except Exception as exc:  # a guard must end its work whatever its audit does
+        _log(f"guard {pending.token}: no audit record: {exc}")
 
 
 def _answer(descriptor: int, text: str) -> None:

@@ -76,19 +76,54 @@ def digest(listing: str | None) -> str | None:
 
 
 def script_digest(script: str) -> str:
-    """The digest the compiler puts in the marker: the sha256 of the script without its marker lines. Looks for
-    them with str.find (a 10^5-address script is 8 MB, and a regular expression over it costs 40 ms)."""
-    digest, start, search = hashlib.sha256(), 0, 0
+    """The digest the compiler puts in the marker: the sha256 of the script without its marker lines, and without
+    the elements of the url zones' sets (the compiler leaves blocklists out of the digest: nftc.system.refresh).
+    Looks for them with str.find (a 10^5-address script is 8 MB, and a regular expression over it costs 40 ms)."""
+    digest, start = hashlib.sha256(), 0
+    for skip_start, skip_end in sorted(_marker_lines(script) + _blocklist_elements(script)):
+        digest.update(script[start:skip_start].encode())
+        start = skip_end
+    digest.update(script[start:].encode())
+    return digest.hexdigest()
+
+
+def _marker_lines(script: str) -> list[tuple[int, int]]:
+    """(start, end) of each marker line, its newline included."""
+    found_lines, search = [], 0
     while (found := script.find('comment "nftc ', search)) >= 0:
         line_start = script.rfind("\n", 0, found) + 1
         line_end = script.find("\n", found)
         line_end = len(script) if line_end < 0 else line_end
         if _is_marker(script[line_start:line_end]):
-            digest.update(script[start:line_start].encode())
-            start = line_end + 1
+            found_lines.append((line_start, line_end + 1))
         search = line_end
-    digest.update(script[start:].encode())
-    return digest.hexdigest()
+    return found_lines
+
+
+_BLOCKLIST_SET = "\n\tset " + names.BLOCKLIST_PREFIX  # where a url zone's set may start
+_ELEMENTS = "\n\t\telements = {"
+_BLOCK_END = "\n\t}\n"
+
+
+def has_blocklists(script: str) -> bool:
+    """Whether the script declares a url zone's set: its elements may differ under one digest."""
+    return _BLOCKLIST_SET in script
+
+
+def _blocklist_elements(script: str) -> list[tuple[int, int]]:
+    """(start, end) of the elements lines of each url zone's set, as nftc.backend.render_nft writes a set."""
+    found, search = [], 0
+    while (at := script.find(_BLOCKLIST_SET, search)) >= 0:
+        end = script.find(_BLOCK_END, at)
+        if end < 0:
+            break
+        header_end = script.find("\n", at + 1)
+        if names.parse_blocklist_set(script[at + len("\n\tset "):header_end].removesuffix(" {")):
+            elements = script.find(_ELEMENTS, at, end)
+            if elements >= 0:
+                found.append((elements + 1, end + 1))
+        search = end
+    return found
 
 
 def _is_marker(line: str) -> bool:
@@ -118,9 +153,12 @@ def table_block(ruleset: str, target) -> str | None:
     if end < 0:
         raise Ambiguous(f"table {target} is not closed")
     block = text[start + 1:end + 3]
-    if any(line and not line.startswith("\t") for line in block.split("\n")[1:-2]):
+    if _UNINDENTED.search(block, 0, len(block) - len("\n}\n")):  # in C: a compiled script can be 8 MB
         raise Ambiguous(f"table {target} holds an unindented line")
     return block
+
+
+_UNINDENTED = re.compile(r"\n[^\t\n]")  # a line inside a table block that is neither empty nor indented
 
 
 def set_block_lines(listing: str, name: str) -> list[str] | None:
@@ -148,6 +186,16 @@ def with_sets(block: str, sets: dict[str, list[str]]) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+def opens_block(line: str) -> bool:
+    """Whether `line` opens a block `blocks` reads (a set, map, chain, counter or limit)."""
+    return _BLOCK.match(line) is not None
+
+
+def counter_values(line: str) -> bool:
+    """Whether `line` is a counter's values (`packets P bytes B`): what changes at run time."""
+    return _COUNTER_VALUES.match(line) is not None
 
 
 def blocks(listing: str) -> list[Block]:

@@ -270,3 +270,53 @@ def read_pending_or_none(state: StateDir) -> Pending | None:
         return read_pending(state)
     except StateError:
         return None
+
+
+# The last event of each action (status --format json|openmetrics): one file per action, `last-ACTION.json`,
+# replaced whole (state.py's atomic rename), so two nftc processes never merge one file and no lock is needed.
+EVENT_ACTIONS = ("apply", "confirm", "rollback", "guard", "refresh")
+EVENT_RESULTS = ("ok", "unchanged", "refused", "failed")  # refused: exit 2 (policy, usage, lockout); failed: 1
+MAX_DETAIL = 400  # characters of a message kept in a record or an audit line
+
+
+def event_file(action: str) -> str:
+    return f"last-{action}.json"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One apply, confirm, rollback, guard action or refresh: what, how it ended, when (wall clock, UTC), the
+    policy and digest it concerned where known, who ran it (audit.py's `who`), and its message."""
+
+    action: str
+    result: str
+    time: float  # seconds since the epoch
+    policy: str | None = None
+    digest: str | None = None
+    table: str | None = None  # "inet zfw"
+    who: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "result": self.result, "time": self.time, "policy": self.policy,
+                "digest": self.digest, "table": self.table, "who": self.who, "detail": self.detail}
+
+
+def event_from(data: dict, what: str) -> Event:
+    """An event read back: action and result from the fixed lists, a finite time, bounded strings."""
+    action, result = data.get("action"), data.get("result")
+    if action not in EVENT_ACTIONS or result not in EVENT_RESULTS:
+        raise StateError(f"{what}: action or result is damaged")
+    digest = data.get("digest")
+    texts = [data.get(key) for key in ("policy", "table", "who", "detail")]
+    if not all(text is None or isinstance(text, str) for text in texts):
+        raise StateError(f"{what}: a text field is damaged")
+    policy, table, who, detail = (text[:4096] if text is not None else None for text in texts)
+    return Event(action, result, _number(data.get("time"), what, "time"), policy,
+                 _hex64(digest, what, "digest") if digest is not None else None, table, who or "",
+                 (detail or "")[:MAX_DETAIL])
+
+
+def read_event(state: StateDir, action: str) -> Event | None:
+    data = state.read_json(event_file(action))
+    return event_from(data, state.file(event_file(action))) if data is not None else None

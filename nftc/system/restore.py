@@ -44,9 +44,10 @@ def restore(state: StateDir, saved: snapshot.Saved) -> list[str]:
     rollback; records afterwards, and if they cannot be written, removed, so no record tells a lie. Returns notes
     for the log (tables left alone, records that could not be written)."""
     listings = {t.target: reader.terse_table(t.target) for t in saved.record.tables}
-    current = {t: live_elements(t, listing) for t, listing in listings.items() if listing is not None
-               and live.digest(listing)}
-    script, notes = snapshot.restore_script(saved, listings, current)
+    kept = snapshot.in_place(saved, listings)
+    current = {t: live_elements(t, listing, kept[t].kept.sets if t in kept else ())
+               for t, listing in listings.items() if listing is not None and live.digest(listing)}
+    script, notes = snapshot.restore_script(saved, listings, current, kept)
     if script:
         try:
             load(script)

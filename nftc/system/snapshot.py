@@ -11,19 +11,23 @@ Files in the state directory:
 
 A snapshot is loaded only if snapshot.nft has the sha256 nftc recorded, consists of nothing but blocks of the
 tables the record names, each carrying nftc's marker, and the applied script has its policy's digest. Elements of
-the dynamic sets are stripped from the listings and carried as data (elements.py); a set the apply kept in place
-has none saved: a rollback takes its live elements.
+the dynamic sets are stripped from the listings and carried as data (elements.py), each timed one with the
+wall-clock second it expires at; a set the apply kept in place has none saved: a rollback takes its live elements.
 
 A table that is exactly its applied record (the marker's digest is the record's, no drift) is saved as the
-record's compiled script rather than listed: with 10^5 addresses listing it takes longer than loading it. Its
-counters restart from zero on a rollback, as those of a listed table do.
+record's compiled script rather than listed: with 10^5 addresses listing it takes longer than loading it.
+
+A rollback puts a table back in place when it can (transaction.restore_in_place): a dynamic set or a named counter
+declared the same in the snapshot as in the live table stays, with its elements (none read, none lost meanwhile)
+or its values; everything else is replaced. Otherwise the whole table is, and its counters restart from zero.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from . import elements, live, records
+from . import elements, live, records, transaction
 from ..backend import names
 from .records import Snapshot, TableState, Target
 from .state import StateDir, StateError, as_json
@@ -60,7 +64,7 @@ def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, t
     data."""
     text = "".join(_block(listings[t.target], t.target) for t in record.tables if t.existed)
     data = {**record.as_dict(), "sha256": records.content_sha256(text), "elements": [
-        {"family": target.family, "table": target.name, "set": s.name, "items": elements.rendered(s)}
+        {"family": target.family, "table": target.name, "set": s.name, "items": elements.saved_items(s, time.time())}
         for target, sets in sorted(carried.items()) for s in sets]}
     out = {JSON_FILE: as_json(data), NFT_FILE: text}
     if applied_script is not None:
@@ -137,7 +141,7 @@ def _saved_elements(data: dict, record: Snapshot, what: str) -> dict[Target, tup
         name = item.get("set")
         if not record.knows(target) or not isinstance(name, str) or names.dynamic_set_version(name) is None:
             raise StateError(f"{what}: elements name a set nftc does not own")
-        out.setdefault(target, []).append(elements.from_saved(name, item.get("items")))
+        out.setdefault(target, []).append(elements.from_saved(name, item.get("items"), time.time()))
     return {target: tuple(sets) for target, sets in out.items()}
 
 
@@ -167,31 +171,49 @@ def extended(saved: Saved, added: dict[Target, tuple[str | None, tuple[elements.
     return files(record, listings, carried, saved.applied_script, saved.applied_listing)
 
 
+def in_place(saved: Saved, live_listings: dict[Target, str | None]) -> dict[Target, transaction.Restore]:
+    """The recorded tables that can be put back in place (transaction.restore_in_place): live, nftc's, with a
+    dynamic set or a counter declared the same in the snapshot and now."""
+    out = {}
+    for state in saved.record.tables:
+        current = live_listings.get(state.target)
+        if state.existed and current is not None and live.digest(current) is not None:
+            found = transaction.restore_in_place(state.target, saved.listings[state.target], current)
+            if found is not None:
+                out[state.target] = found
+    return out
+
+
 def restore_script(saved: Saved, live_listings: dict[Target, str | None],
-                   live_elements: dict[Target, tuple[elements.SetElements, ...]]) -> tuple[str, list[str]]:
+                   live_elements: dict[Target, tuple[elements.SetElements, ...]],
+                   kept: dict[Target, transaction.Restore] | None = None) -> tuple[str, list[str]]:
     """One transaction that puts every recorded table back (or removes it), and what had to be left alone.
 
-    A live table without nftc's marker is another tool's now: it is neither replaced nor deleted. Dynamic
-    elements: the live ones where the set still exists (fail2ban's latest word), the saved ones otherwise.
+    A live table without nftc's marker is another tool's now: it is neither replaced nor deleted. A table in
+    `kept` (in_place) is put back around its kept dynamic sets and counters, which keep their elements and
+    values; any other is replaced whole. Dynamic elements of the sets not kept: the live ones where the set still
+    exists (fail2ban's latest word, read by the caller without the kept sets), the saved ones otherwise.
     """
-    script, skipped = [], []
+    script, skipped, kept = [], [], kept or {}
     for state in saved.record.tables:
         target, current = state.target, live_listings.get(state.target)
         if current is not None and live.digest(current) is None:
             skipped.append(f"table {target} is not nftc's any more; left alone")
             continue
         if state.existed:
-            script.append(target.replace_header() + saved.listings[target])
+            here = kept.get(target)
+            script.append(here.body if here else target.replace_header() + saved.listings[target])
             script += _element_lines(target, saved.listings[target], saved.elements.get(target, ()),
-                                     live_elements.get(target, ()))
+                                     live_elements.get(target, ()), here.kept.sets if here else ())
         elif current is not None:
             script.append(target.replace_header())
     return "".join(script), skipped
 
 
 def _element_lines(target: Target, listing: str, saved: tuple[elements.SetElements, ...],
-                   current: tuple[elements.SetElements, ...]) -> list[str]:
-    declared = {b.name for b in live.blocks(listing) if b.kind == "set"}
-    chosen = {s.name: s for s in saved}
+                   current: tuple[elements.SetElements, ...], kept: tuple[str, ...]) -> list[str]:
+    declared = {b.name for b in live.blocks(listing) if b.kind == "set" and b.name not in kept}
+    chosen = {s.name: elements.aged(s, time.time()) for s in saved}
     chosen.update({s.name: s for s in current})
-    return [elements.add_command(target, s) for name, s in sorted(chosen.items()) if name in declared]
+    return [elements.add_command(target, s, elements.takes_timeouts(listing, name))
+            for name, s in sorted(chosen.items()) if name in declared]

@@ -214,6 +214,9 @@ class _Descriptor:
 
 @dataclass(frozen=True)
 class StateDir:
+    """The state directory, opened once by a trusted walk from / (`open_trusted_directory`): every file nftc keeps between
+    runs is read and written through it, never by path."""
+
     path: str  # absolute: from state_dir_path
     _opened: _Descriptor = field(default_factory=_Descriptor, init=False, repr=False, compare=False)
 
