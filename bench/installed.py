@@ -65,6 +65,13 @@ def _run(argv: list[str], environment: dict[str, str] | None = None) -> None:
         raise RuntimeError(f"installing nftc failed: {' '.join(argv[2:6])}...: {result.stderr.strip()[-600:]}")
 
 
+def _of_nftc(path: str) -> bool:
+    """A file of a package named nftc: the folders after the last `nftc` folder are package names. A clone named
+    nftc (the README's `git clone ... nftc`) holds .venv/, which is not one, so its venv's modules are not nftc's."""
+    _, separator, rest = path.rpartition(f"{os.sep}nftc{os.sep}")
+    return bool(separator) and all(folder.isidentifier() for folder in rest.split(os.sep)[:-1])
+
+
 def verify(installed: Installed) -> str:
     """The `nftc.__file__` a benchmark child imports, after checking that every nftc module it loads comes from the
     installed folder's bytecode (`python -v` names each code object's file) and that every module has one."""
@@ -75,7 +82,7 @@ def verify(installed: Installed) -> str:
         raise RuntimeError(f"no bytecode for {', '.join(missing[:3])}")
     argv = installed.nftc("--version")
     result = subprocess.run([argv[0], "-v", *argv[1:]], capture_output=True, text=True, timeout=60, cwd=child.CWD)
-    loaded = [m["path"] for m in _LOADED.finditer(result.stderr) if f"{os.sep}nftc{os.sep}" in m["path"]]
+    loaded = [m["path"] for m in _LOADED.finditer(result.stderr) if _of_nftc(m["path"])]
     strays = [path for path in loaded if not (path.startswith(package + os.sep) and path.endswith(".pyc"))]
     if result.returncode != 0 or not loaded or strays:
         raise RuntimeError(f"a benchmark child does not run the installed, compiled nftc: {strays[:3] or loaded[:3]}")

@@ -1,6 +1,9 @@
-"""The pipeline, the one place that runs every stage in order: load -> resolve -> CHECKS -> lower -> stamp.
+"""The pipeline, the one place that runs every stage in order: load -> host -> resolve -> CHECKS -> lower -> stamp.
 
 - load (`nftc.language.loader`): the policy file, its includes and address files -> the policy model;
+- host (`nftc.semantics.cluster`, issue 11): a cluster policy's statements are checked (`check_cluster`), then
+  the policy one host enforces is made (`host_policy`: a policy without hosts), for the host asked (--host) or
+  picked (apply: by the machine's addresses); a policy without hosts goes on as it is;
 - resolve (`nftc.semantics.resolve.check_policy`): names -> meaning (zones, services, the protected ports),
   with every error found on the way (an unknown or duplicate name, overlapping zones): nothing after it can
   work on a name that does not resolve;
@@ -26,9 +29,12 @@ from . import __version__
 from .backend import ir, names
 from .backend.lower import lower_policy
 from .backend.render_nft import render_nft
-from .language.diagnostics import Diagnostic, PolicyError
+from .errors import EXIT_POLICY, NftcError
+from .language import model as m
+from .language.diagnostics import Diagnostic, PolicyError, did_you_mean
 from .language.loader import Feeds, load_policy
-from .semantics.reach import failed_assertions, never_matching_rules
+from .semantics.cluster import check_cluster, host_names, host_policy
+from .semantics.reach import NEVER_MATCHES, failed_assertions, never_matching_rules
 from .semantics.resolve import CheckedPolicy, check_policy
 
 Check = Callable[[CheckedPolicy], Sequence[Diagnostic]]
@@ -48,13 +54,82 @@ class Compilation:
     table: ir.Table
     digest: str  # sha256 of the ruleset without its comment: identifies what was compiled
     warnings: tuple[Diagnostic, ...] = ()  # resolve's, then the checks', in order
+    host: str | None = None  # the cluster host whose ruleset this is (None: a policy without hosts)
 
 
-def compile_policy(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None) -> Compilation:
+class HostError(NftcError):
+    """A host that cannot be chosen: none given for a cluster policy, one unknown, one given to a policy without
+    hosts, none or several of them on this machine. One line; the input (or --host) must change."""
+
+    exit_code = EXIT_POLICY
+
+
+# Chooses the host of a cluster policy when none is given (apply and diff: by the machine's own addresses).
+HostPicker = Callable[[m.Policy], str]
+
+
+def compile_policy(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None,
+                   host: str | None = None, pick_host: HostPicker | None = None) -> Compilation:
     """Raise PolicyError with every problem found; `sources` receives the text of each file read; `feeds` gives
-    the url zones' last good blocklists (apply reads them from the state directory; none: empty sets)."""
+    the url zones' last good blocklists (apply reads them from the state directory; none: empty sets). A policy
+    with hosts compiles the ruleset of `host` (or of the host `pick_host` chooses); HostError without one."""
     with _collector_paused():
-        return _compile(path, sources, feeds)
+        policy = _load(path, sources, feeds)
+        if policy.hosts and host is None and pick_host is not None:
+            host = pick_host(policy)
+        return _compile(_for_host(policy, path, host), host if policy.hosts else None)
+
+
+def compile_cluster(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None
+                    ) -> tuple[Compilation, ...]:
+    """Every host's compilation, in host order (one for a policy without hosts); PolicyError with the errors of
+    every host, each said once and prefixed by the hosts it concerns (`host mbox1:`, `hosts ldap1, mta1:`)."""
+    with _collector_paused():
+        policy = _load(path, sources, feeds)
+        if not policy.hosts:
+            return (_compile(policy, None),)
+        done, failed = [], {}
+        for name in host_names(policy):
+            try:
+                done.append(_compile(host_policy(policy, name), name))
+            except PolicyError as exc:
+                for diagnostic in dict.fromkeys(exc.diagnostics):
+                    failed.setdefault(diagnostic, []).append(name)
+        if failed:
+            raise PolicyError(_prefixed(d, names, len(policy.hosts)) for d, names in failed.items())
+        return tuple(done)
+
+
+def _prefixed(diagnostic: Diagnostic, hosts: list[str], every: int) -> Diagnostic:
+    who = "every host" if len(hosts) == every > 1 else f"host {hosts[0]}" if len(hosts) == 1 \
+        else f"hosts {', '.join(hosts)}"
+    return dataclasses.replace(diagnostic, message=f"{who}: {diagnostic.message}")
+
+
+def _load(path: str, sources: MutableMapping[str, str], feeds: Feeds | None) -> m.Policy:
+    """The policy, its cluster statements checked (their errors before any host's)."""
+    policy = load_policy(path, sources, feeds)
+    found = check_cluster(policy)
+    errors = [d for d in found if d.severity == "error"]
+    if errors:
+        raise PolicyError(errors)
+    warnings = tuple(d for d in found if d.severity != "error")
+    return dataclasses.replace(policy, warnings=policy.warnings + warnings) if warnings else policy
+
+
+def _for_host(policy: m.Policy, path: str, host: str | None) -> m.Policy:
+    """The policy `host` enforces; HostError when the choice does not fit the policy."""
+    names = host_names(policy)
+    if not names:
+        if host is not None:
+            raise HostError(f"{path} declares no hosts: --host {host} is for a cluster policy "
+                            "(host NAME = ADDRESS, ... roles ROLE, ...)")
+        return policy
+    if host is None:
+        raise HostError(f"{path} declares hosts {', '.join(names)}: choose one with --host NAME (or --all -o DIR)")
+    if host not in names:
+        raise HostError(f"{path} has no host '{host}'; " + (did_you_mean(host, names) or f"hosts: {', '.join(names)}"))
+    return host_policy(policy, host)
 
 
 @contextlib.contextmanager
@@ -70,9 +145,9 @@ def _collector_paused():
             gc.enable()
 
 
-def _compile(path: str, sources: MutableMapping[str, str], feeds: Feeds | None) -> Compilation:
-    checked = check_policy(load_policy(path, sources, feeds))
-    found = run_checks(checked)
+def _compile(policy: m.Policy, host: str | None) -> Compilation:
+    checked = check_policy(policy)
+    found = _lines_dead_on_every_rule(checked, run_checks(checked))
     errors = tuple(d for d in found if d.severity == "error")
     if errors:
         raise PolicyError(errors)
@@ -81,7 +156,18 @@ def _compile(path: str, sources: MutableMapping[str, str], feeds: Feeds | None) 
     comment = f"nftc {__version__} policy {_safe_name(checked.policy.source)} sha256:{digest}"
     assert len(comment) <= MAX_COMMENT, comment
     warnings = checked.warnings + tuple(d for d in found if d.severity != "error")
-    return Compilation(checked, _stamped(table, comment), digest, warnings)
+    return Compilation(checked, _stamped(table, comment), digest, warnings, host)
+
+
+def _lines_dead_on_every_rule(checked: CheckedPolicy, found: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
+    """A policy line that made several rules (`allow cluster -> zimbra.roles`: one per peer) is dead code only
+    when every one of them is: a peer whose calls an earlier line already allows is no mistake of the author."""
+    made: dict[m.Span | None, int] = {}
+    for rule in checked.rules:
+        made[rule.rule.span] = made.get(rule.rule.span, 0) + 1
+    dead = [d.span for d in found if d.message == NEVER_MATCHES]
+    kept = [d for d in found if d.message != NEVER_MATCHES or dead.count(d.span) == made.get(d.span, 1)]
+    return tuple(dict.fromkeys(kept))  # a dead line made of several rules: said once
 
 
 def _stamped(table: ir.Table, marker: str) -> ir.Table:

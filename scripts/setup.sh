@@ -17,16 +17,20 @@ fi
 
 # The distro interpreter: python3-nftables is built for it, not for a pyenv/conda python3 first on PATH.
 packages=(python3 python3-venv python3-nftables nftables iproute2 util-linux)
-[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping sudo systemd man-db fail2ban)
+[ "$mode" = test ] && packages+=(nmap memcached socat ufw iputils-ping sudo systemd man-db fail2ban openssh-server procps)
+# NFTC_FRESHROOT=1 (.ci/run): tests/test_freshroot.py also builds the Debian package and fresh Debian 12 roots.
+freshroot=$([ "$mode" = test ] && [ "${NFTC_FRESHROOT:-}" = 1 ] && echo yes || true)
+[ -n "$freshroot" ] && packages+=(mmdebstrap lintian dpkg-dev git)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
-# The tests need the programs of fail2ban and memcached, never their services: fail2ban's would start its sshd
-# jail, which adds its own rules to this machine's firewall, the moment the package is installed. So no service
-# starts during this install (Debian's policy-rc.d answering 101, unless the machine has its own), and those two,
-# when this script installed them, are not started at boot either.
-daemons=(fail2ban memcached)
+# The tests need the programs of fail2ban, memcached and openssh-server, never their services: fail2ban's would
+# start its sshd jail, which adds its own rules to this machine's firewall, the moment the package is installed, and
+# an sshd the machine did not have would open port 22 (tests/test_ansible.py starts sshds of its own, inside
+# namespaces). So no service starts during this install (Debian's policy-rc.d answering 101, unless the machine has
+# its own), and those, when this script installed them, are not started at boot either (package => units).
+declare -A daemons=([fail2ban]="fail2ban.service" [memcached]="memcached.service" [openssh-server]="ssh.service ssh.socket")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -41,11 +45,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     rm -f /usr/sbin/policy-rc.d
     trap - EXIT
   fi
-  for daemon in "${daemons[@]}"; do
-    if [[ " ${missing[*]} " == *" $daemon "* ]] && command -v systemctl >/dev/null; then
-      systemctl disable --quiet "$daemon.service" 2>/dev/null || true
+  for package in "${!daemons[@]}"; do
+    if [[ " ${missing[*]} " == *" $package "* ]] && command -v systemctl >/dev/null; then
+      for unit in ${daemons[$package]}; do systemctl disable --quiet "$unit" 2>/dev/null || true; done
     fi
   done
+fi
+
+if [ -n "$freshroot" ] && ! dpkg-checkbuilddeps debian/control 2>/dev/null; then  # the list: debian/control
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 build-dep -y -qq --no-install-recommends ./ >/dev/null
 fi
 
 venv=.venv

@@ -64,6 +64,18 @@ def pytest_runtest_setup(item):
     pytest.skip(f"kernel test: {reason}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The freshroot tests (tests/test_freshroot.py, issue 12) build whole Debian roots and run the suite inside one:
+    only with NFTC_FRESHROOT=1 (.ci/run sets it). Without it they are deselected, not skipped (under CI=true a skip
+    fails), and the suite run inside a root, which has no NFTC_FRESHROOT, never recurses into them."""
+    if os.environ.get("NFTC_FRESHROOT") == "1":
+        return
+    fresh = [item for item in items if "freshroot" in item.keywords]
+    if fresh:
+        config.hook.pytest_deselected(items=fresh)
+        items[:] = [item for item in items if "freshroot" not in item.keywords]
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/* from the current compiler output (review the diff!)")
@@ -96,3 +108,13 @@ def _say(session, line: str) -> None:
 @pytest.fixture
 def update_golden(request) -> bool:
     return request.config.getoption("--update-golden")
+
+
+@pytest.fixture
+def fresh_cli_parser():
+    """main() builds its parser once per process (nftc.cli.main._parser), holding each command's handler: a test
+    that patches a handler needs a parser built after the patch, and the tests after it one built without it."""
+    from nftc.cli.main import _parser
+    _parser.cache_clear()
+    yield
+    _parser.cache_clear()

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
-from helpers import compile_files, fuzz_run
+from helpers import compile_files, compile_files_as_a_host, fuzz_run
 from strategies import SINK_FILES, diagnostic_problems, mutants, nft_text_problems, policies, token_soup
 
 EXAMPLES_PER_ROUND = 200
@@ -37,14 +37,14 @@ inputs = st.one_of(
 
 
 def check_one(files: dict) -> None:
-    result = compile_files(files)
+    result, chosen = compile_files_as_a_host(files)  # a cluster policy: the ruleset of its first host
     undecodable = any(isinstance(c, bytes) for c in files.values())
     assert diagnostic_problems(result.code, result.err, undecodable) == []
     if result.code != 0:
         return
     table = next(line.split()[2] for line in result.out.split("\n") if line.startswith("table inet "))
     assert nft_text_problems(result.out, table) == []
-    as_json = compile_files(files, "--format", "json")
+    as_json = compile_files(files, "--format", "json", *chosen)
     assert as_json.code == 0, as_json.err
     assert json.loads(as_json.out)["nftables"][1] == {"add": {"table": {"family": "inet", "name": table}}}
 

@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,6 +104,18 @@ def compile_files(files: dict[str, str | bytes], *options: str, directory: pathl
         return run_cli("compile", str(write_files(pathlib.Path(fresh), files)), *options)
 
 
+_CLUSTER = re.compile(r"nftc: compile: .* declares hosts (\w+)[,:]")  # a cluster policy needs --host (issue 11)
+
+
+def compile_files_as_a_host(files: dict[str, str | bytes], *options: str) -> tuple[CliRun, tuple[str, ...]]:
+    """`compile_files`; a cluster policy (one with hosts) is compiled for its first host. Also returns the
+    --host options used, for a second compile of the same files."""
+    result = compile_files(files, *options)
+    cluster = _CLUSTER.match(result.err)
+    chosen = ("--host", cluster.group(1)) if cluster else ()
+    return (compile_files(files, *options, *chosen) if chosen else result), chosen
+
+
 def examples(few: int, many: int):
     """Run a property test twice: `few` examples in the fast loop, `many` marked slow (issue 8)."""
     return pytest.mark.parametrize("examples", [pytest.param(few, id=f"{few}-examples"),
@@ -148,6 +161,19 @@ def copy_checkout(destination: pathlib.Path) -> pathlib.Path:
     return destination
 
 
+def man_pages(manual: pathlib.Path) -> dict[str, str]:
+    """nftc(8) and zfw(5) generated (scripts/generate_manpages.py) into `manual`/man8, man5 as the package installs
+    them; the environment in which `man` (and systemd-analyze verify's Documentation= check, which runs
+    `man --where` and knows nothing of --root) finds them. Issue 12."""
+    generated = manual.parent / "generated-man"
+    subprocess.run([sys.executable, "-B", str(ROOT / "scripts" / "generate_manpages.py"), "--output-dir",
+                    str(generated)], check=True, timeout=120, cwd="/")
+    for page in generated.iterdir():
+        (manual / f"man{page.suffix[1:]}").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, manual / f"man{page.suffix[1:]}" / page.name)
+    return dict(os.environ, MANPATH=f"{manual}:/usr/share/man")
+
+
 def tree_state(root: pathlib.Path) -> dict[str, tuple[int, int]]:
     """Every file and folder under `root`: (size, modification time in ns). A rewrite with the same bytes shows."""
     state = {}
@@ -163,3 +189,21 @@ def tree_changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int,
     """`+ created`, `- deleted` and `~ changed` paths between two tree_state()s, sorted."""
     return sorted([f"+ {p}" for p in after.keys() - before.keys()] + [f"- {p}" for p in before.keys() - after.keys()]
                   + [f"~ {p}" for p in before.keys() & after.keys() if before[p] != after[p]])
+
+
+@contextlib.contextmanager
+def readable_nftc(*files: pathlib.Path):
+    """A world-readable temporary copy of the nftc package and of `files`, for tests that run nftc as nobody: the
+    clone and its venv may live where nobody cannot read (/root, as in issue 12's fresh-root run of the README's
+    quick start). Yields (the distribution's interpreter, PYTHONPATH, {file: its copy})."""
+    import nftc
+
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="nftc-readable-"))
+    try:
+        shutil.copytree(pathlib.Path(nftc.__file__).parent, directory / "nftc",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        copies = {file: pathlib.Path(shutil.copy(file, directory / file.name)) for file in files}
+        subprocess.run(["chmod", "-R", "a+rX", str(directory)], check=True)
+        yield os.path.realpath(sys.executable), str(directory), copies
+    finally:
+        shutil.rmtree(directory)

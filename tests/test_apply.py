@@ -17,6 +17,7 @@ import tempfile
 import pytest
 
 from apply_helpers import FAULTY, MINIMAL, SITE, compiled_digest, lab, server, wait_until  # noqa: F401 (fixtures)
+from helpers import readable_nftc
 from nftc.lab.netns import Lab
 
 pytestmark = pytest.mark.kernel
@@ -288,10 +289,11 @@ def test_without_privileges_apply_is_one_line_and_changes_nothing(server):
     open_dir = tempfile.mkdtemp(prefix="nftc-unprivileged-")  # tmp_path is root-only
     try:
         os.chmod(open_dir, 0o1777)  # sticky, like /tmp: a parent anyone may write is refused (issue 7 item 4)
-        result = server.lab.exec(server.ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                 "--inh-caps=-all", "env", "-u", "SSH_CONNECTION", sys.executable, "-m", "nftc",
-                                 "apply", str(MINIMAL),
-                                 "--state-dir", os.path.join(open_dir, "state"), check=False)
+        with readable_nftc(MINIMAL) as (python, path, copies):  # nobody may not read the clone (/root/nftc)
+            result = server.lab.exec(server.ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                     "--inh-caps=-all", "env", "-u", "SSH_CONNECTION", f"PYTHONPATH={path}", python,
+                                     "-B", "-m", "nftc", "apply", str(copies[MINIMAL]),
+                                     "--state-dir", os.path.join(open_dir, "state"), check=False)
     finally:
         shutil.rmtree(open_dir)
     assert result.returncode == 1

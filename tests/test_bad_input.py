@@ -38,13 +38,20 @@ REQUIRED = {
 }
 
 
+_RUNS: dict[pathlib.Path, tuple[int, str]] = {}  # case -> (exit code, stderr): the tests of one case share its run
+
+
 def compile_errors(case: pathlib.Path, capsys, monkeypatch) -> tuple[int, str]:
-    """Run `nftc compile` from tests/bad on the case, so the file names in messages are short and stable."""
-    monkeypatch.chdir(BAD)
-    code = main(["compile", case.name])
-    captured = capsys.readouterr()
-    assert captured.out == "", "a failed compile prints no ruleset"
-    return code, captured.err
+    """Run `nftc compile` from tests/bad on the case, so the file names in messages are short and stable. Once
+    per case and session: the tests below judge the same run from different sides (a compile's output depends
+    on its input only, tests/test_properties.py checks it), and two runs of every case were 0.6 s a fast loop."""
+    if case not in _RUNS:
+        monkeypatch.chdir(BAD)
+        code = main(["compile", case.name])
+        captured = capsys.readouterr()
+        assert captured.out == "", "a failed compile prints no ruleset"
+        _RUNS[case] = code, captured.err
+    return _RUNS[case]
 
 
 def first_error(stderr: str) -> re.Match:

@@ -35,7 +35,7 @@ from nftc.language.parser import parse_text
 from nftc.system.blocklists import ListError, checked
 
 from apply_helpers import lab, server, wait_until  # noqa: F401 (fixtures)
-from helpers import unavailable
+from helpers import man_pages, unavailable
 
 THIS_PROGRAM = (sys.executable, "-B", os.path.abspath(__file__))  # -B: no bytecode written into the checkout
 
@@ -228,10 +228,11 @@ def test_item2_systemd_analyze_verifies_the_refresh_timer_and_service(tmp_path):
         shutil.copyfile(target, root / "usr/lib/systemd/system" / target.name, follow_symlinks=False)
     for name in ("nftc.service", "nftc-refresh.service", "nftc-refresh.timer"):
         shutil.copyfile(UNITS / name, root / "etc/systemd/system" / name)
-    (root / "usr/local/bin").mkdir(parents=True)
-    shutil.copy(pathlib.Path(sys.executable).with_name("nftc"), root / "usr/local/bin/nftc")
+    (root / "usr/sbin").mkdir(parents=True)
+    shutil.copy(pathlib.Path(sys.executable).with_name("nftc"), root / "usr/sbin/nftc")
     result = subprocess.run([analyze, "verify", f"--root={root}", "nftc-refresh.timer", "nftc-refresh.service"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120,
+                            env=man_pages(root / "usr/share/man"))  # Documentation=man:nftc(8), issue 12
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
@@ -240,7 +241,7 @@ def test_item2_the_refresh_service_runs_a_command_nftc_accepts_after_nftc():
     command = next(line.split("=", 1)[1] for line in service.splitlines() if line.startswith("ExecStart="))
     program, *arguments = shlex.split(command)
     args = build_parser().parse_args(arguments)
-    assert (program, args.command, args.policy) == ("/usr/local/bin/nftc", "refresh", "/etc/nftc/policy.zfw")
+    assert (program, args.command, args.policy) == ("/usr/sbin/nftc", "refresh", "/etc/nftc/policy.zfw")
     assert "After=nftc.service network-online.target" in service.splitlines()
     timer = (UNITS / "nftc-refresh.timer").read_text()
     assert "OnUnitActiveSec=1h" in timer.splitlines() and "WantedBy=timers.target" in timer.splitlines()

@@ -13,7 +13,8 @@ ARTICLE_PUBLIC = (25, 80, 110, 143, 443, 587, 993, 995, 5222, 5223, 9071)
 ARTICLE_INTERNAL = (389, 636, 3310, 5269, 7025, 7047, 7071, 7072, 7073, 7110, 7143, 7171, 7306, 7780, 7993, 7995,
                     8080, 8443, 8735, 8736, 10024, 10025, 10026, 10028, 10029, 10032, 23232, 23233, 11211)
 ARTICLE_MULTISERVER = (25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071)
-MISSING_FROM_ARTICLE = (22, 53, 514, 7026, 8465, 10027, 10030, 10031, 10663, 8143, 8993, 9443, 7074, 7084, 7085)
+MISSING_FROM_ARTICLE = (22, 53, 514, 7026, 8465, 10027, 10030, 10031, 10663, 8143, 8993, 9443, 7074, 7084, 7085,
+                        8081, 8742, 8743, 9980)
 PUBLIC_PORTS = (25, 80, 110, 143, 443, 465, 587, 993, 995)
 
 
@@ -142,7 +143,7 @@ def test_article_descriptions_of_10025_and_10028_are_flagged_wrong():
     ("zimbra.memcached", {11211}),
     ("zimbra.logger", {514}),
     ("zimbra.spell", {7780}),
-    ("zimbra.mta", {25, 3310}),
+    ("zimbra.mta", {25}),
     ("zimbra.mailbox", {7025, 7071, 7072, 7073, 7110, 7143, 7993, 7995, 8080, 8443}),
     ("zimbra.proxy", {80, 110, 143, 443, 993, 995}),
 ])
@@ -201,6 +202,7 @@ def test_article_note_says_it_omits_465_and_3443_from_its_public_list(port):
 def test_ports_that_are_off_by_default():
     off = {r.first for e in catalog.ENTRIES if not e.default_on for r in e.ports}
     assert {9071, 3443, 7026, 10031, 9443} <= off
+    assert {5223, 8143, 8993, 7047, 7084, 7085, 8081, 8742, 8743, 9980} <= off  # issue 11: optional or NE
     assert not off & set(PUBLIC_PORTS)
 
 
@@ -222,16 +224,17 @@ def test_entry_of_unknown_name_is_none():
     assert catalog.group_entries("zimbra.nope") == ()
 
 
-@pytest.mark.parametrize("name, ports, roles, exposure, refusal", [
-    ("Bad-Name", (PortRange("tcp", 1, 1),), ("all",), "public", "is not [a-z][a-z0-9_]*"),
-    ("fine", (PortRange("tcp", 1, 1),), ("all",), "world", "unknown exposure 'world'"),
-    ("fine", (PortRange("tcp", 1, 1),), ("webmail",), "public", "needs ports and known roles"),
-    ("fine", (), ("all",), "public", "needs ports and known roles"),
-], ids=["name", "exposure", "role", "no-ports"])
-def test_a_bad_entry_is_refused_when_the_catalog_is_built(name, ports, roles, exposure, refusal):
-    """CatalogEntry checks itself, so no test repeats those checks over the entries (issue 8)."""
+@pytest.mark.parametrize("name, ports, roles, exposure, bind, refusal", [
+    ("Bad-Name", (PortRange("tcp", 1, 1),), ("all",), "public", "all", "is not [a-z][a-z0-9_]*"),
+    ("fine", (PortRange("tcp", 1, 1),), ("all",), "world", "all", "unknown exposure 'world'"),
+    ("fine", (PortRange("tcp", 1, 1),), ("webmail",), "public", "all", "needs ports and known roles"),
+    ("fine", (), ("all",), "public", "all", "needs ports and known roles"),
+    ("fine", (PortRange("tcp", 1, 1),), ("all",), "public", "lan", "unknown bind 'lan'"),
+], ids=["name", "exposure", "role", "no-ports", "bind"])
+def test_a_bad_entry_is_refused_when_the_catalog_is_built(name, ports, roles, exposure, bind, refusal):
+    """CatalogEntry checks itself, so no test repeats those checks over the entries (issue 8; bind: issue 11)."""
     with pytest.raises(ValueError, match=re.escape(refusal)):
-        catalog.CatalogEntry(name, ports, "", roles, "all", exposure, True, "")
+        catalog.CatalogEntry(name, ports, "", roles, "all", exposure, True, "", bind)
 
 
 def test_format_entry_for_7071_says_the_article_opens_it_to_the_world():
@@ -258,3 +261,75 @@ def test_format_table_has_a_header_and_one_aligned_row_per_entry():
 
 def test_format_ports_groups_ports_per_protocol():
     assert catalog.format_ports(the_entry("backends_mail").ports) == "7110,7143,7993,7995/tcp"
+
+
+# Issue 11 item "catalog corrections": binds, versions and the entries the role matrix needs
+# (docs/research/zimbra-roles.md sections 2 and 3).
+
+LOOPBACK_PORTS = {53, 3310, 7026, 7171, 7306, 8465, 10024, 10025, 10026, 10027, 10028, 10029, 10030, 10031, 10032,
+                  10663, 23232, 23233}
+
+
+def test_item_catalog_loopback_binds_are_the_researched_ones():
+    """Research section 2: these listeners bind 127.0.0.1/::1 in a real Zimbra; every other binds all addresses."""
+    loopback = {r.first for e in catalog.ENTRIES if e.bind == "loopback" for r in e.ports}
+    assert loopback == LOOPBACK_PORTS
+    assert {e.bind for e in catalog.ENTRIES} == set(catalog.BINDS)
+
+
+def test_item_catalog_localhost_exposure_is_exactly_a_loopback_bind():
+    """What nftc keeps local is what Zimbra binds to loopback: nothing the cluster needs is loopback-bound."""
+    for e in catalog.ENTRIES:
+        assert (e.exposure == "localhost") == (e.bind == "loopback"), e.name
+
+
+def test_item_catalog_ldap_memcached_lmtp_and_7071_to_7073_bind_all_addresses():
+    """The ports README says are really exposed to a LAN by a blanket ufw rule."""
+    for port in (389, 11211, 7025, 7071, 7072, 7073):
+        (found,) = catalog.entries_for_port(port)
+        assert found.bind == "all", port
+
+
+@pytest.mark.parametrize("name, ports, role, versions, default_on", [
+    ("docs_callback", (7074,), "mailbox", "10.0+", True),
+    ("onlyoffice", (7084, 7085), "onlyoffice", "10.0+ NE", False),
+    ("ng_proxy", (8742, 8743), "mailbox", "8.8.10-9.x", False),
+    ("zimbra_docs", (9980,), "docs", "8.8.9-9.x", False),
+    ("license_daemon", (8081,), "license", "10.1+ NE", False),
+    ("convertd", (7047,), "mailbox", "6.0+ NE", False),
+])
+def test_item_catalog_cluster_entries_of_the_role_matrix(name, ports, role, versions, default_on):
+    found = the_entry(name)
+    assert tuple(r.first for r in found.ports) == ports and {r.protocol for r in found.ports} == {"tcp"}
+    assert (found.exposure, found.bind, found.roles, found.versions, found.default_on) == (
+        "cluster", "all", (role,), versions, default_on)
+
+
+def test_item_catalog_7074_is_renamed_docs_callback():
+    assert catalog.entry("docs") is None
+    assert [e.name for e in catalog.entries_for_port(7074)] == ["docs_callback"]
+
+
+def test_item_catalog_clamd_is_local_and_not_an_mta_cluster_port():
+    clamd = the_entry("clamd")
+    assert (clamd.exposure, clamd.bind) == ("localhost", "loopback")
+    assert "zimbra.mta" not in catalog.groups_containing("clamd")
+
+
+@pytest.mark.parametrize("name, versions", [
+    ("admin_proxy", "8.0+"), ("certauth", "7.1.1+"), ("milter", "7.0+"), ("dnscache", "8.5+"),
+    ("cbpolicyd", "8.5+"), ("mta_auth", "8.7+"), ("imapd", "8.8.1+"),
+])
+def test_item_catalog_version_ranges(name, versions):
+    assert the_entry(name).versions == versions
+
+
+def test_item_catalog_every_service_of_the_role_matrix_is_in_the_catalog():
+    from nftc.semantics import roles
+    assert [name for name in roles.SERVICES if catalog.entry(name) is None] == []
+    assert set(catalog.ROLES) == set(roles.ROLES) | {"all"}
+
+
+def test_item_catalog_entry_text_says_where_it_binds():
+    assert "  bind:     loopback only, 127.0.0.1/::1" in catalog.format_entry(the_entry("mysql"))
+    assert "  bind:     all addresses" in catalog.format_entry(the_entry("lmtp"))

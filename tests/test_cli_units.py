@@ -44,7 +44,7 @@ def test_item8_every_user_error_is_an_nftc_error_with_its_exit_code(error, code)
 
 
 @pytest.mark.parametrize("error, code", USER_ERRORS, ids=[e.__name__ for e, _ in USER_ERRORS])
-def test_item8_main_says_any_nftc_error_in_one_line_with_its_exit_code(error, code, monkeypatch):
+def test_item8_main_says_any_nftc_error_in_one_line_with_its_exit_code(error, code, monkeypatch, fresh_cli_parser):
     """The one catch in `main`: whatever command raises it, `nftc: COMMAND: message` and the error's code."""
     def failing(args):
         raise (error([Diagnostic("error", "the message")]) if error is PolicyError else error("the message"))

@@ -16,6 +16,7 @@ import pytest
 import nftc
 
 from nftc.cli.main import main
+from nftc.language.loader import load_policy
 from nftc.system.kernel import check_script
 from nftc.lab.netns import Lab
 
@@ -27,9 +28,19 @@ RULESETS = sorted((ROOT / "rulesets").glob("*.zfw"))
 pytestmark = pytest.mark.kernel
 
 
-def compiled(policy: pathlib.Path, fmt: str, capsys) -> str:
-    assert main(["compile", str(policy), "--format", fmt]) == 0
+def compiled(policy: pathlib.Path, fmt: str, capsys, host: str | None = None) -> str:
+    assert main(["compile", str(policy), "--format", fmt, *(["--host", host] if host else [])]) == 0
     return capsys.readouterr().out
+
+
+def _host_cases() -> list:
+    """(policy, host) for every ruleset: each host of a cluster policy, None for a one-server policy."""
+    cases = []
+    for policy in RULESETS + [ROOT / "tests" / "policies" / "everything.zfw"]:
+        hosts = load_policy(str(policy), {}).hosts
+        cases += [pytest.param(policy, h.name, id=f"{policy.stem}.{h.name}") for h in hosts] or \
+            [pytest.param(policy, None, id=policy.stem)]
+    return cases
 
 
 @pytest.mark.parametrize("policy", RULESETS + [ROOT / "tests" / "policies" / "everything.zfw"], ids=lambda p: p.stem)
@@ -68,11 +79,11 @@ def _listing_without_unsupported_comments(listing: str) -> list:
     return [o for o in objects if "metainfo" not in o]
 
 
-@pytest.mark.parametrize("policy", RULESETS + [ROOT / "tests" / "policies" / "everything.zfw"], ids=lambda p: p.stem)
-def test_text_and_json_load_to_the_same_kernel_ruleset(policy, capsys, tmp_path):
+@pytest.mark.parametrize(("policy", "host"), _host_cases())
+def test_text_and_json_load_to_the_same_kernel_ruleset(policy, host, capsys, tmp_path):
     text, document = tmp_path / "ruleset.nft", tmp_path / "ruleset.json"
-    text.write_text(compiled(policy, "nft", capsys))
-    document.write_text(compiled(policy, "json", capsys))
+    text.write_text(compiled(policy, "nft", capsys, host))
+    document.write_text(compiled(policy, "json", capsys, host))
     with Lab() as lab:
         from_text, from_json = lab.namespace("t"), lab.namespace("j")
         lab.exec(from_text, "nft", "-f", str(text))

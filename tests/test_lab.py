@@ -21,7 +21,9 @@ from nftc.semantics.zones import zone_of
 from helpers import unavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RULESETS = sorted(glob.glob(os.path.join(ROOT, "rulesets", "*.zfw")))
+ALL_RULESETS = sorted(glob.glob(os.path.join(ROOT, "rulesets", "*.zfw")))
+CLUSTER_RULESETS = [p for p in ALL_RULESETS if "\nhost " in open(p).read()]  # tests/test_cluster_lab.py
+RULESETS = [p for p in ALL_RULESETS if p not in CLUSTER_RULESETS]
 SINGLE = os.path.join(ROOT, "rulesets", "zimbra-single.zfw")
 MINIMAL = os.path.join(ROOT, "rulesets", "minimal.zfw")
 FAULTY = os.path.join(ROOT, "tests", "faulty_nftc.py")
@@ -290,3 +292,57 @@ def test_item8_lab_down_takes_a_test_prefix_exactly():
         assert netns.namespaces(target) == [] and netns.namespaces(neighbour) == [f"{neighbour}srv"]
     finally:
         delete_namespaces(f"{target}srv", f"{target}cli", f"{neighbour}srv")
+
+
+# Issue 11, item 2: the lab binds as Zimbra does (catalog `bind`), so it measures real exposure.
+
+BIND_POLICY = """zone lan = 192.168.1.0/24, fd00:1::/64
+allow lan -> mysql, lmtp, dnscache
+"""
+
+
+def test_item2_an_accepted_port_zimbra_binds_to_loopback_is_expected_refused_from_other_zones(tmp_path):
+    path = tmp_path / "bind.zfw"
+    path.write_text(BIND_POLICY)
+    checked = checked_policy(str(path))
+    probes = labplan.plan_probes(checked, labplan.plan_topology(checked))
+    expected = {(p.zone, p.service, p.protocol, p.family): e for p, e in labplan.expectations(checked, probes).items()}
+    state, reason = expected[("lan", "mysql", "tcp", 4)]
+    assert state == labplan.REFUSED
+    assert reason == f"rule r1 at {path}:2:1 (allow); {labplan.NOTHING_LISTENS}"
+    assert expected[("lan", "dnscache", "udp", 6)][0] == labplan.REFUSED
+    assert expected[("lan", "lmtp", "tcp", 6)][0] == OPEN  # 7025 binds every address: really exposed
+    assert expected[(LOCALHOST, "mysql", "tcp", 4)][0] == OPEN
+
+
+def test_item2_listeners_are_planned_where_zimbra_binds_them():
+    checked = checked_policy(SINGLE)
+    ports = labplan.listener_ports(labplan.plan_probes(checked, labplan.plan_topology(checked)))
+    assert {7306, 10024, 10032, 7171, 8465, 3310, 53, 10663} <= set(ports["loopback"]["tcp"])
+    assert ports["loopback"]["udp"] == (53,)
+    assert {389, 7025, 7071, 7072, 7073, 11211, 8080} <= set(ports["all"]["tcp"])
+    assert not set(ports["all"]["tcp"]) & set(ports["loopback"]["tcp"])
+
+
+def listening(live: lab.LiveLab, port: int) -> set[str]:
+    """The local addresses a TCP socket listens on for `port` in the server, as `ss` shows them."""
+    lines = live.exec(live.server, "ss", "-Hltn", f"sport = :{port}").stdout.splitlines()
+    return {line.split()[3].rsplit(":", 1)[0] for line in lines}
+
+
+@pytest.mark.kernel
+def test_item2_the_lab_listens_where_zimbra_binds_and_the_kernel_agrees(tmp_path):
+    """mysql 7306 and the DNS cache 53 listen on 127.0.0.1 and ::1 only: the lan's accepted connection is refused
+    (nothing listens on the server's address); lmtp 7025 listens everywhere and answers the lan."""
+    path = tmp_path / "bind.zfw"
+    path.write_text(BIND_POLICY)
+    checked = checked_policy(str(path))
+    with lab.session(checked, lambda live: lab.load_policy(live, str(path))) as live:
+        binds = {port: listening(live, port) for port in (7306, 53, 7025)}
+        report = lab.probe_lab(live, checked)
+    assert binds == {7306: {"127.0.0.1", "[::1]"}, 53: {"127.0.0.1", "[::1]"}, 7025: {"*"}}
+    assert not report.mismatches, "\n".join(map(labplan.format_mismatch, report.mismatches))
+    assert_cells(report, [("lan", "mysql", 7306, "tcp", labplan.REFUSED), ("lan", "dnscache", 53, "udp",
+                                                                            labplan.REFUSED),
+                          ("lan", "lmtp", 7025, "tcp", OPEN), ("localhost", "mysql", 7306, "tcp", OPEN),
+                          ("localhost", "dnscache", 53, "udp", OPEN), ("lan", "ldap", 389, "tcp", DROPPED)])

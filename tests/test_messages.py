@@ -27,7 +27,7 @@ from nftc.cli import main as cli
 from nftc.lab import session as lab
 from nftc.language.diagnostics import MAX_QUOTED
 
-from helpers import write_files
+from helpers import readable_nftc, write_files
 
 SECRET = "S3CR3T-h4sh-w0rd"
 MB = 1_000_000
@@ -84,7 +84,7 @@ def test_item14_the_whole_message_for_an_included_shadow_file(tmp_path, capsys, 
     assert capsys.readouterr().err == (
         "shadow:1:1: error: not a policy: its first statement does not start with a keyword\n"
         "  hint: a statement starts with zone, service, group, allow, deny, reject, assert, include, table, "
-        "log drops, icmp echo or rpfilter (nftc shows nothing of a file that is not a policy)\n")
+        "log drops, icmp echo, rpfilter, host or zimbra (nftc shows nothing of a file that is not a policy)\n")
 
 
 def test_item14_the_whole_message_for_a_shadow_file_as_addresses(tmp_path, capsys, monkeypatch):
@@ -150,7 +150,7 @@ def test_item14_an_address_list_that_shows_it_is_one_keeps_every_error(tmp_path,
 # Item 15.
 
 
-def test_item15_interrupting_any_command_exits_130_with_one_line(monkeypatch, capsys):
+def test_item15_interrupting_any_command_exits_130_with_one_line(monkeypatch, fresh_cli_parser, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
     monkeypatch.setattr("nftc.cli.compile._compile", interrupted)
@@ -168,10 +168,13 @@ def _as_unprivileged(command: list[str]) -> list[str]:
 @pytest.mark.slow  # two child processes under setpriv: 0.3 s
 @pytest.mark.parametrize("arguments", [[str(MINIMAL)], ["--down", "nftclab1x0"]], ids=["policy", "down"])
 def test_item15_lab_without_root_says_it_needs_root(arguments):
-    console_script = pathlib.Path(sys.executable).parent / "nftc"
-    result = subprocess.run(_as_unprivileged([str(console_script), "lab", *arguments]), capture_output=True,
-                            text=True, timeout=60, cwd="/",
-                            env={"PATH": os.environ["PATH"], "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"})
+    """nobody runs a world-readable copy of nftc with the distribution's python3: the clone and its venv may live
+    where nobody cannot read (/root, as in issue 12's fresh-root run of the quick start)."""
+    with readable_nftc(MINIMAL) as (python, path, copies):
+        arguments = [str(copies[MINIMAL]) if argument == str(MINIMAL) else argument for argument in arguments]
+        result = subprocess.run(_as_unprivileged([python, "-B", "-m", "nftc", "lab", *arguments]), capture_output=True,
+                                text=True, timeout=60, cwd="/", env={"PATH": os.environ["PATH"], "HOME": "/nonexistent",
+                                                                     "LC_ALL": "C.UTF-8", "PYTHONPATH": path})
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == "nftc: lab: needs root (it creates network namespaces); run it with sudo\n"
 

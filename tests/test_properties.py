@@ -30,7 +30,7 @@ from nftc.semantics.reach import decide, zone_segments
 from nftc.backend.render_json import render_json
 from nftc.backend.render_nft import render_nft
 
-from helpers import check_property, compile_files, examples, write_files
+from helpers import check_property, compile_files, compile_files_as_a_host, examples, write_files
 from strategies import (PROTOCOLS, PolicySpec, control_characters, diagnostic_problems, mutants,
                         nft_text_problems, policies, token_soup)
 from test_kernel_check import _listing_without_unsupported_comments as comparable_listing
@@ -159,7 +159,7 @@ broken_policies = st.one_of(mutants(), mutants(), token_soup())
 
 
 def ends_in_a_positioned_diagnostic(files):
-    result = compile_files(files)
+    result, _ = compile_files_as_a_host(files)  # a cluster policy: its first host
     assert diagnostic_problems(result.code, result.err, not_utf8(files)) == []
     if result.code == 0:
         table = next((line.split()[2] for line in result.out.split("\n") if line.startswith("table inet ")), "")

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from helpers import unavailable
+from helpers import man_pages, unavailable
 from nftc.cli.main import build_parser
 
 UNIT = pathlib.Path(__file__).resolve().parent.parent / "systemd" / "nftc.service"
@@ -42,7 +42,7 @@ def words(unit: dict, section: str, key: str) -> set[str]:
 @pytest.mark.slow  # systemd-analyze, a child process
 def test_item22_systemd_analyze_verifies_the_shipped_unit(tmp_path):
     """The shipped bytes, verified under --root: the unit at /etc/systemd/system and the nftc it runs at
-    /usr/local/bin, as README's "At boot" installs them. Warnings (an unknown key, a bad value, a man page that
+    /usr/sbin, as the Debian package (debian/) installs them. Warnings (an unknown key, a bad value, a man page that
     does not exist) leave the exit code 0, so the output must be empty too."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -55,7 +55,7 @@ def test_item22_systemd_analyze_verifies_the_shipped_unit(tmp_path):
         binary.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(pathlib.Path(sys.executable).with_name("nftc"), binary)
     result = subprocess.run([analyze, "verify", f"--root={root}", "nftc.service"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, env=man_pages(root / "usr/share/man"))  # Documentation=man:nftc(8)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
@@ -75,7 +75,7 @@ def test_item22_the_unit_is_the_only_firewall_and_comes_before_fail2ban():
 def test_item22_the_unit_runs_nftc_apply_with_options_nftc_accepts():
     """A typo in ExecStart= only shows at boot, as a failed unit: parse it with nftc's own command line."""
     commands = _exec_commands(directives(UNIT.read_text()))
-    assert commands and all(command[0] == "/usr/local/bin/nftc" for command in commands)
+    assert commands and all(command[0] == "/usr/sbin/nftc" for command in commands)
     for command in commands:
         args = build_parser().parse_args(command[1:])
         assert (args.command, args.policy) == ("apply", "/etc/nftc/policy.zfw")

@@ -63,7 +63,7 @@ def add_sources(live: lab.LiveLab, checked, zone: str) -> list[str]:
     namespaces = [live.clients[zone]]
     for interface, addresses in EXTRA_SOURCES:
         assert all(zone_of(checked, a, interface) == zone for a in addresses.values())
-        namespace = lab._prepare_namespace(live.lab, f"-{interface}")
+        namespace = lab.prepare_namespace(live.lab, f"-{interface}")
         lab._wire_client(live, labplan.Client(zone, interface, addresses), namespace)
         namespaces.append(namespace)
     return namespaces

@@ -12,7 +12,7 @@ readonly DEFAULT_REPO=/nftc
 readonly OS_RELEASE=${OS_RELEASE:-/etc/os-release}  # overridable only so the detection can be checked off-VM
 readonly MIN_PYTHON=(3 9)
 # All of these are in Rocky 9's BaseOS or AppStream; EPEL is only a fallback for any a mirror lacks.
-readonly RHEL_PACKAGES=(nftables python3-nftables python3 python3-pip iproute nmap memcached socat util-linux)
+readonly RHEL_PACKAGES=(nftables python3-nftables python3 python3-pip iproute nmap memcached socat util-linux openssh-server)
 # `setup.sh test` also installs ufw (the article's ufw recipe is compared with nftc's policy) and fail2ban
 # (tests/test_fail2ban.py); on Rocky they exist only in EPEL, so they are installed when EPEL has them and
 # reported when not, never a reason to stop.

@@ -45,13 +45,13 @@ def render_node(node: Any, quote: bool = False) -> str:
 
 def _table(table: ir.Table) -> str:
     """`table FAMILY NAME { ... }`: its comment, then counters, limits, sets and chains, a blank line apart."""
-    members = [_counter(c) for c in table.counters] + [_limit_object(lo) for lo in table.limits]
-    members += [_set(s) for s in table.sets] + [_chain(c) for c in table.chains]
+    members = [_indent(_counter(c)) for c in table.counters] + [_indent(_limit_object(lo)) for lo in table.limits]
+    members += [_indented_set(s) for s in table.sets] + [_indent(_chain(c)) for c in table.chains]
     lines = [f"table {table.family} {table.name} {{"]
     if table.comment:
         lines.append(f"\tcomment {_quote(table.comment)}")
     if members:
-        lines.append("\n\n".join(_indent(member) for member in members))
+        lines.append("\n\n".join(members))
     lines.append("}")
     return "\n".join(lines)
 
@@ -95,6 +95,18 @@ _ELEMENT_SEPARATOR = ",\n\t\t     "  # one element a line, aligned under the fir
 # stay cached between the two renders, or each is written again (a policy with more than two url zones renders
 # some twice).
 ADDRESS_NODES_CACHED = 8
+
+
+def _indented_set(s: ir.Set) -> str:
+    """A set block as it stands in its table."""
+    return _indented_address_set(s) if isinstance(s.elements, ir.AddressIntervals) else _indent(_set(s))
+
+
+@functools.lru_cache(maxsize=ADDRESS_NODES_CACHED)
+def _indented_address_set(s: ir.Set) -> str:
+    """An address set's block, indented, cached as `_address_intervals` is: a compile renders its table twice, and
+    indenting 10^5 elements again (a new line each) cost more than writing the rest of the table."""
+    return _indent(_set(s))
 
 
 def set_elements(s: ir.Set) -> str:

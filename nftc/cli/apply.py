@@ -10,7 +10,7 @@ import time
 
 from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, NftcError
 from ..language.text import MAX_SHOWN, columns
-from .common import add_strict_option, compiled, seconds
+from .common import add_host_option, add_strict_option, compiled, seconds
 
 DEFAULT_WAIT_SECONDS = 10.0
 CONFIRM_SECONDS = (1.0, 86400.0)  # --confirm: at least a second (a guard must have time to arm), at most a day
@@ -33,15 +33,22 @@ def add_commands(commands) -> None:
         commands.add_parser(name, help=text)
     diff_cmd = commands.add_parser("diff", help="what applying FILE would change in the live table; drift")
     diff_cmd.add_argument("policy", metavar="FILE")
+    diff_cmd.add_argument("--exit-code", action="store_true",
+                          help="exit 1 when applying FILE would change the live table (or fix drift), 0 when not, "
+                               "2 on any error (as git diff --exit-code)")
+    apply_cmd.add_argument("--format", choices=("text", "json"), default="text",
+                           help="json: one JSON object on standard output ({\"changed\": ..., \"result\": ...}; "
+                                "Ansible reads it), the human lines on standard error")
     for command in (apply_cmd, diff_cmd):
         add_strict_option(command)
+        add_host_option(command)  # without it, a cluster policy's host is the one with this machine's addresses
     status_cmd = commands.add_parser("status", help="the live table: policy, digest, drift, counters")
     status_cmd.add_argument("--table", default=None, help="table name when the state dir has no record (zfw)")
     status_cmd.add_argument("--format", choices=("text", "json", "openmetrics"), default="text",
                             help="text (default); json; openmetrics (node_exporter's textfile collector): counters, "
                                  "set sizes, last apply/confirm/rollback/guard/refresh")
     handlers = {"apply": _audited("apply", _apply), "confirm": _audited("confirm", _confirm),
-                "rollback": _audited("rollback", _rollback), "diff": _diff, "status": _status}
+                "rollback": _audited("rollback", _rollback), "diff": _diff_command, "status": _status}
     for name, handler in handlers.items():
         sub = commands.choices[name]
         sub.set_defaults(run=handler)
@@ -94,9 +101,9 @@ def _apply(args) -> int:
                detail="not loaded: an unconfirmed apply was rolled back at boot instead")
         return EXIT_FAILURE
     policy = os.path.abspath(args.policy)
-    recorded = _recorded(state, policy, args.strict)
+    recorded = _recorded(state, policy, args.strict, _wanted_host(args, state, policy))
     quiet = not (args.confirm or args.force or admin_from)  # --admin-from: a check was asked for; it compiles
-    if recorded and quiet and _said_unchanged(state, recorded[0], args.policy):
+    if recorded and quiet and _said_unchanged(args, state, recorded[0], args.policy):
         return EXIT_OK
     fresh = None if recorded else _compiled_fresh(args, state, policy)
     if isinstance(fresh, int):
@@ -126,15 +133,24 @@ def _to_load(args, policy: str, compilation, sources):
     """What apply loads of a fresh compilation, with what it was compiled from (the next apply may skip it)."""
     from ..system.apply import compiled_from
     from ..system.reapply import provenance
-    return compiled_from(compilation, policy, provenance(sources, args.strict, len(compilation.warnings)))
+    return compiled_from(compilation, policy, provenance(sources, args.strict, len(compilation.warnings),
+                                                         compilation.host))
 
 
 def _compiled_fresh(args, state, policy: str):
     """(compilation, sources read), or the exit code when the policy does not compile (at boot: the last applied
     ruleset is loaded instead)."""
     from ..system.blocklists import feeds
+    from ..compiler import HostError
     sources: dict[str, str] = {}
-    compilation = compiled(args.policy, args.strict, sources, feeds(state))  # with the last good blocklists
+    try:
+        compilation = compiled(args.policy, args.strict, sources, feeds(state),  # with the last good blocklists
+                               args.host, _host_picker(args, state))
+    except HostError as exc:  # no host to compile for: at boot, as a policy that does not compile
+        if not args.boot:
+            raise
+        print(f"nftc: apply: {exc}", file=sys.stderr)
+        compilation = None
     if compilation is None and args.boot:
         return _apply_last(args, state)
     if compilation is None:
@@ -148,13 +164,47 @@ def _load(state, compiled, args):
     return apply_table(state, compiled, args.confirm, args.wait)
 
 
-def _recorded(state, policy: str, strict: bool):
+def _recorded(state, policy: str, strict: bool, host):
     """The applied record and script when compiling `policy` now would give them (no compile: reapply.py)."""
     from ..system.reapply import recorded
-    return recorded(state, policy, strict)
+    return recorded(state, policy, strict, host)
 
 
-def _said_unchanged(state, applied, policy: str) -> bool:
+def _host_picker(args, state):
+    """What chooses a cluster policy's host when --host is not given: this machine's addresses; at boot
+    (`apply --boot`) the host last applied, still a host of the policy, first: the network may not be up yet, and
+    a boot that loads nothing leaves the machine open."""
+    from ..system.hostpick import pick_host
+
+    if not getattr(args, "boot", False):
+        return pick_host
+
+    def at_boot(policy) -> str:
+        from ..semantics.cluster import host_names
+        from ..system.records import read_applied
+
+        applied = read_applied(state) if state.exists() else None
+        kept = applied.provenance.host if applied is not None and applied.provenance is not None else None
+        return kept if kept in host_names(policy) else pick_host(policy)
+    return at_boot
+
+
+def _wanted_host(args, state, policy: str):
+    """recorded host -> the host a compile now would be for: --host, else none for a record without one (the
+    policy declared no hosts, and its files did not change), else the host this machine is, by the policy now
+    (None when that cannot be said: apply then compiles, and says why)."""
+    def wanted(kept: str | None) -> str | None:
+        if args.host is not None or kept is None:
+            return args.host
+        from ..language.loader import load_policy
+        try:
+            return _host_picker(args, state)(load_policy(policy, {}))
+        except NftcError:
+            return None
+    return wanted
+
+
+def _said_unchanged(args, state, applied, policy: str) -> bool:
     """The live table already is this policy, untouched: say so, load nothing. The lockout guard has nothing to
     check either: the admin is connected through this very table."""
     from ..system.drift import Drift, elements_note
@@ -164,9 +214,11 @@ def _said_unchanged(state, applied, policy: str) -> bool:
     if same is None:
         return False
     print(f"unchanged: table {applied.target} sha256:{applied.digest[:16]} ({policy})"
-          + ("" if same.elements_checked else f"; {elements_note(Drift('none', (), False, applied.elements))}"))
+          + ("" if same.elements_checked else f"; {elements_note(Drift('none', (), False, applied.elements))}"),
+          file=_human(args))
     from ..system.audit import record
-    record(state, "apply", "unchanged", policy=applied.policy, digest=applied.digest, table=str(applied.target))
+    _document(args, record(state, "apply", "unchanged", policy=applied.policy, digest=applied.digest,
+                           table=str(applied.target)))
     return True
 
 
@@ -216,7 +268,8 @@ def _report(args, state, outcome, policy: str, result: str = "ok", detail: str =
     from ..system.drift import elements_note
 
     for target in outcome.removed:
-        print(f"removed nftc's earlier table {target} (the policy now names table {outcome.target})")
+        print(f"removed nftc's earlier table {target} (the policy now names table {outcome.target})",
+              file=_human(args))
     if outcome.discarded:
         print(f"nftc: apply: warning: discarded {len(outcome.discarded)} hand-edited lines of table "
               f"{outcome.target} (drift):", file=sys.stderr)
@@ -232,16 +285,34 @@ def _report(args, state, outcome, policy: str, result: str = "ok", detail: str =
         print(f"nftc: apply: warning: {note}", file=sys.stderr)
     print(f"applied {policy}: table {outcome.target} sha256:{outcome.digest[:16]}"
           + (f", {outcome.carried} dynamic elements carried over" if outcome.carried else "")
-          + (f", dynamic sets kept in place with their elements: {', '.join(outcome.kept)}" if outcome.kept else ""))
+          + (f", dynamic sets kept in place with their elements: {', '.join(outcome.kept)}" if outcome.kept else ""),
+          file=_human(args))
     if outcome.confirm_deadline is not None:
         when = time.strftime("%H:%M:%S", time.localtime(outcome.confirm_deadline))
         print(f"rolling back at {when} unless confirmed: nftc confirm{_state_option(args, state)}"
-              + (" (the snapshot is still the last confirmed state)" if outcome.kept_snapshot else ""))
+              + (" (the snapshot is still the last confirmed state)" if outcome.kept_snapshot else ""),
+              file=_human(args))
         detail = detail or f"--confirm: rolls back at {when} unless confirmed"
     from ..system.audit import record
-    record(state, "apply", result, policy=os.path.abspath(policy), digest=outcome.digest, table=str(outcome.target),
-           detail=detail)
+    _document(args, record(state, "apply", result, policy=os.path.abspath(policy), digest=outcome.digest,
+                           table=str(outcome.target), detail=detail), outcome.confirm_deadline)
     return EXIT_OK
+
+
+def _human(args):
+    """Where apply's lines for people go: standard output, or standard error when it is the JSON document's."""
+    return sys.stderr if getattr(args, "format", "text") == "json" else sys.stdout
+
+
+def _document(args, event, confirm_deadline: float | None = None) -> None:
+    """apply --format json: what the audit recorded, as one JSON object on standard output. `changed` is false
+    only when nothing was loaded (result "unchanged"); `confirm_deadline` is the epoch time of the rollback."""
+    if getattr(args, "format", "text") != "json":
+        return
+    import json
+    document = {"changed": event.result != "unchanged", "result": event.result, "policy": event.policy,
+                "table": event.table, "digest": event.digest, "confirm_deadline": confirm_deadline}
+    print(json.dumps(document, sort_keys=True))
 
 
 def _state_option(args, state) -> str:
@@ -303,6 +374,21 @@ def _rollback(args) -> int:
     return EXIT_OK
 
 
+def _diff_command(args) -> int:
+    """diff; with --exit-code, every error exits 2 (1 means "differs"): a policy or usage error is 2 already, the
+    others (kernel, state directory, a file) are said as `main` says them and mapped to 2."""
+    if not args.exit_code:
+        return _diff(args)
+    try:
+        return _diff(args)
+    except NftcError as exc:
+        exc.exit_code = EXIT_POLICY
+        raise
+    except OSError as exc:
+        print(f"nftc: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_POLICY
+
+
 def _diff(args) -> int:
     from ..system import kernel, live
     from ..system.drift import drift
@@ -310,7 +396,8 @@ def _diff(args) -> int:
 
     from ..system.blocklists import feeds
     state = _state(args)
-    compilation = compiled(args.policy, args.strict, None, feeds(state))  # what apply would load, blocklists too
+    compilation = compiled(args.policy, args.strict, None, feeds(state),  # what apply would load, blocklists too
+                           args.host, _host_picker(args, state))
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table
@@ -319,15 +406,19 @@ def _diff(args) -> int:
     print("live: " + (f"table {table.family} {table.name} sha256:{live.digest(current)} "
                        f"(policy {live.policy_name(current)})" if current else f"no table {table.family} {table.name}"))
     print(f"new:  sha256:{compilation.digest} ({args.policy})")
-    _section("policy changes", live.policy_changes(current, new))
-    _section("nft rules (- live, + new)", live.rule_changes(current, new))
+    changes = live.policy_changes(current, new), live.rule_changes(current, new)
+    _section("policy changes", changes[0])
+    _section("nft rules (- live, + new)", changes[1])
+    drifted = False
     if current is not None:
         found = drift(state, current, True, new, private=True)
-        if found.verdict == "none":
+        drifted = found.verdict != "none"
+        if not drifted:
             print("drift: none (the live table is what was applied)")
         else:
             _section(f"drift: {found.verdict}", list(found.lines))
-    return EXIT_OK
+    differs = current is None or live.digest(current) != compilation.digest or drifted or any(changes)
+    return EXIT_FAILURE if args.exit_code and differs else EXIT_OK
 
 
 def _section(title: str, lines: list[str]) -> None:

@@ -4,17 +4,18 @@ error into a message and an exit code (nftc.errors: 0 ok, 2 policy or usage erro
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Sequence
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY, NftcError
-from . import apply, lab, refresh
+from . import apply, cluster, lab, refresh
 from . import compile as compile_family  # not `compile`: that is a builtin
 from .common import interrupted_exit_code
 
-FAMILIES = (compile_family, apply, refresh, lab)  # each adds its commands, in this order, and names their handler `run`
+FAMILIES = (compile_family, apply, refresh, lab, cluster)  # each adds its commands, in this order, and names their handler `run`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,11 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for family in FAMILIES:
         family.add_commands(commands)
+    _describe(commands)
     return parser
 
 
+def _describe(commands: argparse._SubParsersAction) -> None:
+    """A command without its own description gets its one-line help as one, so `nftc COMMAND --help` (and the man
+    page, scripts/generate_manpages.py) always says what the command does; a family may write a longer one."""
+    for choice in commands._choices_actions:
+        parser = commands.choices[choice.dest]
+        if parser.description is None and choice.help:
+            parser.description = choice.help[:1].upper() + choice.help[1:].rstrip(".") + "."
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: parsing never changes it, and a process that calls main() many times
+    (the tests, a benchmark) would otherwise rebuild about 70 options and their help texts every call."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return args.run(args)
     except NftcError as exc:  # what a user can cause: one line; policy errors were drawn where they were found

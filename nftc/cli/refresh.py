@@ -48,7 +48,7 @@ def _refresh(args) -> int:
     from ..language.diagnostics import PolicyError
     from ..system.audit import record
     from ..system.records import read_applied
-    from ..system.refresh import Options, refresh
+    from ..system.refresh import Options, applied_host, refresh
     from ..system.state import StateDir, state_dir_path
 
     state = StateDir(state_dir_path(args.state_dir))
@@ -58,7 +58,8 @@ def _refresh(args) -> int:
     try:
         compilation, results = refresh(state, os.path.abspath(policy), options, args.wait)
     except PolicyError:
-        if compiled(policy) is not None:  # it draws every diagnostic with its source line; else a kept list's
+        # drawn again with their lines, for the host refresh compiled (issue 11); if that compiles, a kept list failed
+        if compiled(policy, host=applied_host(state)) is not None:
             print(f"nftc: refresh: a kept blocklist in {state.path} does not read as a list", file=sys.stderr)
         record(state, "refresh", "refused", policy=os.path.abspath(policy), detail="the policy does not compile")
         return EXIT_POLICY

@@ -1,7 +1,8 @@
 """What the lab builds and probes, and what it expects: pure planning, no kernel, no processes.
 
 Client addresses come from the zones' intervals (the same source -> zone map the ruleset uses), so a probe from
-a client is a probe from that zone. Expected states come from nftc.reach, the policy's own first-match walk.
+a client is a probe from that zone. Expected states come from nftc.reach, the policy's own first-match walk, and
+from where Zimbra binds each port (the catalog's `bind`): the lab listens where Zimbra does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Iterable
 from ..semantics import catalog
 from ..language import model as m
 from ..language.text import columns
-from ..semantics.reach import decide, zone_segments
+from ..semantics.reach import Decision, decide, zone_segments
 from ..semantics.resolve import LOCALHOST, MEMCACHED_UDP, CheckedAssertion, CheckedPolicy
 from ..semantics.zones import IP_VERSIONS, Interval, interfaces, zone_of
 from .probe import DROPPED, OPEN, REFUSED
@@ -191,18 +192,34 @@ def plan_probes(checked: CheckedPolicy, topology: Topology) -> tuple[Probe, ...]
     return tuple(probes)
 
 
-def listener_ports(probes: tuple[Probe, ...]) -> dict[str, tuple[int, ...]]:
-    return {p: tuple(sorted({x.port for x in probes if x.protocol == p})) for p in m.PROTOCOLS}
+def listener_ports(probes: Iterable[Probe]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Bind ("all", "loopback") -> protocol -> the ports to listen on: where Zimbra binds each (the catalog)."""
+    wanted = {(p.protocol, p.port) for p in probes}
+    return {bind: {protocol: tuple(sorted(port for proto, port in wanted
+                                          if proto == protocol and catalog.bind_of(proto, port) == bind))
+                   for protocol in m.PROTOCOLS}
+            for bind in catalog.BINDS}
+
+
+NOTHING_LISTENS = "nothing listens there: Zimbra binds it to loopback"
+
+
+def expected_state(decision: Decision, zone: str, protocol: str, port: int) -> tuple[str, str]:
+    """(state, reason) a probe from `zone` should see: the policy's verdict, except that an accepted connection
+    to a port Zimbra binds to loopback finds no listener from any other zone (refused): real exposure."""
+    state, reason = STATE_OF_VERDICT[decision.verdict], decision.describe()
+    if state == OPEN and zone != LOCALHOST and catalog.bind_of(protocol, port) == "loopback":
+        return REFUSED, f"{reason}; {NOTHING_LISTENS}"
+    return state, reason
 
 
 def expectations(checked: CheckedPolicy, probes: tuple[Probe, ...]) -> dict[Probe, tuple[str, str]]:
-    """Probe -> (expected state, reason), from the policy's decision for that zone, protocol and port."""
+    """Probe -> (expected state, reason), from the policy's decision for that zone, protocol and port, and from
+    where Zimbra binds the port."""
     segments = {zone: zone_segments(checked, zone) for zone in checked.zone_names()}
-    out = {}
-    for probe in probes:
-        decision = decide(segments[probe.zone], probe.protocol, probe.port)
-        out[probe] = (STATE_OF_VERDICT[decision.verdict], decision.describe())
-    return out
+    return {probe: expected_state(decide(segments[probe.zone], probe.protocol, probe.port), probe.zone,
+                                  probe.protocol, probe.port)
+            for probe in probes}
 
 
 def observe(checked: CheckedPolicy, observed: dict[Probe, str]) -> tuple[Observation, ...]:

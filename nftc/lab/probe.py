@@ -1,7 +1,8 @@
 """The lab's two small programs, run inside lab namespaces with `python -m nftc.probe`:
 
-- `listen --tcp PORTS --udp PORTS`: one process accepting TCP and echoing UDP on many ports (IPv4 and IPv6);
-  prints `ready` once every socket is bound.
+- `listen --tcp PORTS --udp PORTS [--tcp-loopback PORTS --udp-loopback PORTS]`: one process accepting TCP and
+  echoing UDP on many ports, on every address (IPv4 and IPv6) or, for the loopback lists, on 127.0.0.1 and ::1
+  only, as Zimbra binds them; prints `ready` once every socket is bound.
 - `scan`: reads targets as JSON on stdin, probes them concurrently, prints one state per target as JSON:
   open (connected / UDP reply), dropped (timeout), refused (RST or ICMP error).
 - `burst ADDRESS PORT`: a bounded burst of new TCP connections, to measure a rate limit.
@@ -34,6 +35,20 @@ def _dual_stack(kind: int, port: int) -> socket.socket:
     return sock
 
 
+def _loopback(kind: int, port: int) -> list[socket.socket]:
+    """Sockets on 127.0.0.1 and ::1 only: a connection to any other address of the host finds nothing there."""
+    sockets = []
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.setblocking(False)
+        sockets.append(sock)
+    return sockets
+
+
 class _Echo(asyncio.DatagramProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -50,15 +65,19 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.close()
 
 
-async def listen(tcp_ports: list[int], udp_ports: list[int]) -> None:
+async def listen(tcp_ports: list[int], udp_ports: list[int], tcp_loopback: list[int] = (),
+                 udp_loopback: list[int] = ()) -> None:
     loop = asyncio.get_running_loop()
     servers = []
-    for port in tcp_ports:
-        sock = _dual_stack(socket.SOCK_STREAM, port)
+    tcp = [_dual_stack(socket.SOCK_STREAM, p) for p in tcp_ports]
+    tcp += [s for p in tcp_loopback for s in _loopback(socket.SOCK_STREAM, p)]
+    for sock in tcp:
         sock.listen(256)
         servers.append(await asyncio.start_server(_answer, sock=sock))
-    for port in udp_ports:
-        await loop.create_datagram_endpoint(_Echo, sock=_dual_stack(socket.SOCK_DGRAM, port))
+    udp = [_dual_stack(socket.SOCK_DGRAM, p) for p in udp_ports]
+    udp += [s for p in udp_loopback for s in _loopback(socket.SOCK_DGRAM, p)]
+    for sock in udp:
+        await loop.create_datagram_endpoint(_Echo, sock=sock)
     print("ready", flush=True)
     await asyncio.Event().wait()  # until the lab kills this process by its PID
 
@@ -151,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     listen_cmd = commands.add_parser("listen")
     listen_cmd.add_argument("--tcp", type=_ports, default=[])
     listen_cmd.add_argument("--udp", type=_ports, default=[])
+    listen_cmd.add_argument("--tcp-loopback", type=_ports, default=[])
+    listen_cmd.add_argument("--udp-loopback", type=_ports, default=[])
     scan_cmd = commands.add_parser("scan")
     scan_cmd.add_argument("--timeout", type=float, default=1.5)
     burst_cmd = commands.add_parser("burst")
@@ -161,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     burst_cmd.add_argument("--timeout", type=float, default=0.5)
     args = parser.parse_args(argv)
     if args.command == "listen":
-        asyncio.run(listen(args.tcp, args.udp))
+        asyncio.run(listen(args.tcp, args.udp, args.tcp_loopback, args.udp_loopback))
     elif args.command == "scan":
         print(json.dumps(asyncio.run(scan(json.load(sys.stdin), args.timeout))))
     else:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -70,7 +71,7 @@ class LiveLab:
 # Building
 
 
-def _prepare_namespace(lab: netns.Lab, role: str) -> str:
+def prepare_namespace(lab: netns.Lab, role: str) -> str:
     name = lab.namespace(role)
     lab.exec(name, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
              check=False)
@@ -83,10 +84,10 @@ def _wire_client(live: LiveLab, client: labplan.Client, namespace: str) -> None:
 
 
 def build(lab: netns.Lab, topology: Topology, state_dir: str) -> LiveLab:
-    server = _prepare_namespace(lab, "-server")
+    server = prepare_namespace(lab, "-server")
     live = LiveLab(lab, topology, server, {}, state_dir)
     for client in topology.clients:
-        namespace = _prepare_namespace(lab, f"-{client.zone}")
+        namespace = prepare_namespace(lab, f"-{client.zone}")
         live.clients[client.zone] = namespace
         _wire_client(live, client, namespace)
     return live
@@ -106,33 +107,42 @@ def _start(live: LiveLab, namespace: str, args: list[str], log_name: str) -> sub
     return process
 
 
-def start_listeners(live: LiveLab, ports: dict[str, tuple[int, ...]]) -> None:
-    """The echo listener on every port; a real memcached (TCP and UDP) on 11211 where installed."""
+def start_listeners(live: LiveLab, ports: dict[str, dict[str, tuple[int, ...]]]) -> None:
+    """The server's listeners (plan.listener_ports: bind -> protocol -> ports)."""
+    live.memcached = start_listeners_in(live, live.server, tuple(live.topology.server_addresses.values()), ports)
+
+
+def start_listeners_in(live, namespace: str, addresses: tuple[str, ...],
+                       ports: dict[str, dict[str, tuple[int, ...]]], log: str = "") -> bool:
+    """The echo listener on every port, bound where Zimbra binds it (every address, or 127.0.0.1 and ::1); a real
+    memcached (TCP and UDP: the drop of UDP 11211 is proven against one that answers) on `addresses` and loopback
+    when installed. True when memcached serves 11211. `live`: what records the PIDs and logs (LiveLab or a
+    cluster lab)."""
+    every, loopback = dict(ports["all"]), ports["loopback"]
     memcached = shutil.which("memcached")
-    if memcached and (MEMCACHED_PORT in ports["tcp"] or MEMCACHED_PORT in ports["udp"]):
-        addresses = [LOOPBACK[4], LOOPBACK[6], *live.topology.server_addresses.values()]
-        listen = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
-        _start(live, live.server, [memcached, "-u", "nobody", "-U", str(MEMCACHED_PORT), "-p",
-                                   str(MEMCACHED_PORT), "-l", listen, "-m", "16"], "memcached.log")
-        live.memcached = True
-        ports = {p: tuple(x for x in ports[p] if x != MEMCACHED_PORT) for p in ports}
-    listener = _start(live, live.server, child.python_module(prober.__name__, "listen",
-                                                             "--tcp", ",".join(map(str, ports["tcp"])),
-                                                             "--udp", ",".join(map(str, ports["udp"]))),
-                      "listener.log")
+    served = bool(memcached) and (MEMCACHED_PORT in every["tcp"] or MEMCACHED_PORT in every["udp"])
+    if served:
+        listen = ",".join(f"[{a}]" if ":" in a else a for a in (LOOPBACK[4], LOOPBACK[6], *addresses))
+        _start(live, namespace, [memcached, "-u", "nobody", "-U", str(MEMCACHED_PORT), "-p", str(MEMCACHED_PORT),
+                                 "-l", listen, "-m", "16"], f"memcached{log}.log")
+        every = {p: tuple(x for x in every[p] if x != MEMCACHED_PORT) for p in every}
+    listener = _start(live, namespace, child.python_module(
+        prober.__name__, "listen", *(f"--{p}={','.join(map(str, every[p]))}" for p in every),
+        *(f"--{p}-loopback={','.join(map(str, loopback[p]))}" for p in loopback)), f"listener{log}.log")
     ready, _, _ = select.select([listener.stdout], [], [], 20)
     if not ready or listener.stdout.readline().strip() != b"ready":
-        raise LabError(f"the lab's listener did not start: see {live.state_dir}/listener.log")
-    if live.memcached:
-        _wait_for_memcached(live)
+        raise LabError(f"the lab's listener did not start: see {live.state_dir}/listener{log}.log")
+    if served:
+        _wait_for_memcached(live, namespace, log)
+    return served
 
 
-def _wait_for_memcached(live: LiveLab) -> None:
+def _wait_for_memcached(live, namespace: str, log: str = "") -> None:
     target = [{"address": LOOPBACK[4], "protocol": "tcp", "port": MEMCACHED_PORT}]
     for _ in range(20):
-        if run_scan(live, live.server, target, timeout=0.5)[0]["state"] == labplan.OPEN:
+        if run_scan(live, namespace, target, timeout=0.5)[0]["state"] == labplan.OPEN:
             return
-    raise LabError(f"memcached did not start: see {live.state_dir}/memcached.log")
+    raise LabError(f"memcached did not start: see {live.state_dir}/memcached{log}.log")
 
 
 def stop_processes(pids: list[int]) -> None:
@@ -170,11 +180,17 @@ def _reap(pid: int, timeout: float) -> None:
 # Loading the ruleset
 
 
-def load_policy(live: LiveLab, policy_path: str) -> None:
-    """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's)."""
-    command = ["ip", "netns", "exec", live.server,
-               *child.python_module("nftc", "apply", "--state-dir", os.path.join(live.state_dir, "apply"),
-                                    os.path.abspath(policy_path))]
+def load_policy(live: LiveLab, policy_path: str, host: str | None = None) -> None:
+    """Load `policy_path` into the server namespace through `nftc apply` (the same code path as an admin's);
+    `host`: the cluster host whose ruleset it is (--host)."""
+    apply_in(live.server, os.path.join(live.state_dir, "apply"), policy_path, host)
+
+
+def apply_in(namespace: str, state_dir: str, policy_path: str, host: str | None = None) -> None:
+    """`nftc apply [--host HOST] POLICY` inside `namespace`, with its own state directory."""
+    command = ["ip", "netns", "exec", namespace,
+               *child.python_module("nftc", "apply", "--state-dir", state_dir,
+                                    *(("--host", host) if host else ()), os.path.abspath(policy_path))]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=netns.without_admin_session(),
                             cwd=child.CWD)
     if result.returncode != 0:
@@ -204,10 +220,15 @@ def session(checked: CheckedPolicy, load: Loader, keep: bool = False) -> Iterato
         kept = keep
     finally:
         if not kept:
-            with _signals_held():
-                stop_processes(live.pids)
-                lab.close()
-                shutil.rmtree(state_dir, ignore_errors=True)
+            tear_down_live(live.pids, lab, state_dir)
+
+
+def tear_down_live(pids: list[int], lab: netns.Lab, state_dir: str) -> None:
+    """Kill what the lab started (by PID), delete its namespaces and its directory, whatever signal comes."""
+    with _signals_held():
+        stop_processes(pids)
+        lab.close()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @contextmanager
@@ -244,19 +265,33 @@ def scan_builtin(live: LiveLab, probes: tuple[Probe, ...]) -> dict[Probe, str]:
     by_zone: dict[str, list[Probe]] = {}
     for probe in probes:
         by_zone.setdefault(probe.zone, []).append(probe)
-    running = {}
+    results = scan_groups({f"zone {zone}": (live.namespace_of(zone), _targets(live, zone_probes))
+                           for zone, zone_probes in by_zone.items()})
+    observed: dict[Probe, str] = {}
     for zone, zone_probes in by_zone.items():
-        command = ["ip", "netns", "exec", live.namespace_of(zone), *child.python_module(prober.__name__, "scan")]
+        observed.update((p, r["state"]) for p, r in zip(zone_probes, results[f"zone {zone}"]))
+    return observed
+
+
+def scan_groups(groups: dict[str, tuple[str, list[dict]]]) -> dict[str, list[dict]]:
+    """label -> (namespace, targets): one prober process per group, all at once; label -> results in order."""
+    running = {}
+    for label, (namespace, targets) in groups.items():
+        command = ["ip", "netns", "exec", namespace, *child.python_module(prober.__name__, "scan")]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, cwd=child.CWD)
-        running[zone] = (process, zone_probes)
-    observed: dict[Probe, str] = {}
-    for zone, (process, zone_probes) in running.items():
-        out, err = process.communicate(json.dumps(_targets(live, zone_probes)), timeout=300)
-        if process.returncode != 0:
-            raise LabError(f"the prober failed in zone {zone}: {err.strip()[-300:]}")
-        observed.update((p, r["state"]) for p, r in zip(zone_probes, json.loads(out)))
-    return observed
+        running[label] = (process, targets)
+    # each prober reads its targets before it starts: feed them all at once, or they would run one after another
+    with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+        done = {label: pool.submit(process.communicate, json.dumps(targets), timeout=300)
+                for label, (process, targets) in running.items()}
+    results = {}
+    for label, future in done.items():
+        out, err = future.result()
+        if running[label][0].returncode != 0:
+            raise LabError(f"the prober failed in {label}: {err.strip()[-300:]}")
+        results[label] = json.loads(out)
+    return results
 
 
 NMAP_STATES = {"open": labplan.OPEN, "closed": labplan.REFUSED, "filtered": labplan.DROPPED,

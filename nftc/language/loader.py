@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import re
@@ -161,6 +162,8 @@ def _load_statements(
 
 
 def _include(include: m.Include, parent: str, sources, chain) -> tuple[m.Statement, ...]:
+    if _WILDCARD.search(include.path):
+        return _include_matches(include, parent, sources, chain)
     target = os.path.normpath(os.path.join(os.path.dirname(parent), include.path))
     if os.path.realpath(target) in chain:
         loop = chain[chain.index(os.path.realpath(target)):] + (target,)
@@ -173,6 +176,35 @@ def _include(include: m.Include, parent: str, sources, chain) -> tuple[m.Stateme
     if len(chain) >= MAX_INCLUDE_DEPTH:
         raise PolicyError([error(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels", include.span)])
     return _load_statements(target, sources, chain, MAX_POLICY_BYTES, include.span)
+
+
+_WILDCARD = re.compile(r"[*?[]")
+
+
+def _include_matches(include: m.Include, parent: str, sources, chain) -> tuple[m.Statement, ...]:
+    """`include "conf.d/*.zfw"`: each file of the folder whose name matches, sorted by name (code point order,
+    whatever the locale), each included as if named alone, so every include check applies to it. Names starting
+    with '.' match only a pattern that does (as in the shell). Wildcards only in the file name, and the folder
+    must exist: a misspelt folder is an error, an empty one includes nothing (a package ships conf.d/ empty, and
+    `--strict` at boot must not refuse that)."""
+    folder, pattern = os.path.split(include.path)
+    if _WILDCARD.search(folder):
+        raise PolicyError([error(f"{quoted(include.path)} has a wildcard outside the file name", include.span,
+                                 hint='only the last part of the path may hold *, ? or [...], '
+                                      'such as include "conf.d/*.zfw"')])
+    directory = os.path.normpath(os.path.join(os.path.dirname(parent), folder))
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        raise PolicyError([error(f"folder {quoted(folder)} of {quoted(include.path)} does not exist", include.span,
+                                 hint="paths are relative to the file that names them; an empty folder includes "
+                                      "nothing")]) from None
+    except OSError as exc:
+        raise PolicyError([error(f"cannot list folder {quoted(folder)}: {exc.strerror}", include.span)]) from None
+    matched = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern) and (pattern[:1] == "." or n[:1] != "."))
+    return tuple(statement for name in matched
+                 for statement in _include(dataclasses.replace(include, path=os.path.join(folder, name)), parent,
+                                           sources, chain))
 
 
 def _read_zone_files(statements, sources, feeds: Feeds | None, warnings: list[Diagnostic]) -> tuple[m.Statement, ...]:
@@ -381,7 +413,8 @@ def _parse_range(entry: str) -> tuple[list[m.IPNetwork], str, str]:
     return list(ipaddress.summarize_address_range(first, last)), "", ""
 
 
-_SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo", m.RpFilter: "rpfilter"}
+_SINGLETONS = {m.TableName: "table", m.LogDrops: "log drops", m.IcmpEcho: "icmp echo", m.RpFilter: "rpfilter",
+               m.ZimbraRelease: "zimbra"}
 
 
 def _assemble(statements: tuple[m.Statement, ...], source: str, warnings: tuple[Diagnostic, ...] = ()) -> m.Policy:
@@ -412,4 +445,6 @@ def _assemble(statements: tuple[m.Statement, ...], source: str, warnings: tuple[
         rpfilter=first.get(m.RpFilter, m.DEFAULT_RPFILTER),
         source=source,
         warnings=warnings,
+        hosts=of(m.Host),
+        zimbra=first.get(m.ZimbraRelease),
     )

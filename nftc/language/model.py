@@ -270,7 +270,8 @@ ANY_SERVICE = "any"
 
 @dataclass(frozen=True)
 class Rule:
-    """`allow|deny|reject ZONES -> SERVICES [limit ...] [log]`; `services` may be the single name `any`."""
+    """`allow|deny|reject ZONES -> SERVICES [limit ...] [log] [on HOSTS]`; `services` may be the single name `any`;
+    `hosts` (`on`): the cluster hosts whose ruleset has the rule (empty: every host, or a policy without hosts)."""
 
     action: str
     zones: tuple[Name, ...]
@@ -278,15 +279,40 @@ class Rule:
     limit: Limit | None = None
     log: bool = False
     span: Span | None = _span()
+    hosts: tuple[Name, ...] = ()
 
 
 @dataclass(frozen=True)
 class Assertion:
-    """`assert ZONES -> SERVICES` (must reach) or `assert ZONES !-> SERVICES` (must never reach)."""
+    """`assert ZONES -> SERVICES` (must reach) or `assert ZONES !-> SERVICES` (must never reach); `hosts` as a
+    rule's `on`."""
 
     zones: tuple[Name, ...]
     services: tuple[Name, ...]
     reach: bool
+    span: Span | None = _span()
+    hosts: tuple[Name, ...] = ()
+
+
+@dataclass(frozen=True)
+class Host:
+    """`host NAME = ADDRESS, ... [roles ROLE, ...]`: a server of a cluster, its own addresses (single addresses,
+    /32 or /128) and the Zimbra roles it runs (nftc.semantics.roles). A host is also a zone of its peers."""
+
+    name: str
+    addresses: tuple[IPNetwork, ...]
+    roles: tuple[Name, ...] = ()
+    span: Span | None = _span()
+    address_spans: tuple[Span | None, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ZimbraRelease:
+    """`zimbra VERSION [features NAME, ...]`: the release a cluster runs (`(10, 1)`) and its optional features;
+    they decide which calls of the role matrix exist (nftc.semantics.roles)."""
+
+    version: tuple[int, ...]
+    features: tuple[Name, ...] = ()
     span: Span | None = _span()
 
 
@@ -338,7 +364,8 @@ class Include:
     span: Span | None = _span()
 
 
-Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, IcmpEcho, RpFilter, Include]
+Statement = Union[TableName, Zone, Service, Group, Rule, Assertion, LogDrops, IcmpEcho, RpFilter, Include, Host,
+                  ZimbraRelease]
 
 
 DEFAULT_TABLE = "zfw"
@@ -364,3 +391,5 @@ class Policy:
     rpfilter: RpFilter
     source: str
     warnings: tuple = ()  # the loader's diagnostics.Diagnostic warnings (an address list's host bits set)
+    hosts: tuple[Host, ...] = ()  # a cluster policy: one ruleset per host (nftc.semantics.cluster.host_policy)
+    zimbra: ZimbraRelease | None = None  # None: the default release (nftc.semantics.roles.DEFAULT_RELEASE)

@@ -38,12 +38,14 @@ _TERMINAL_WORDS = {
     "ANY": "'any'",
     "OFF": "'off'",
     "PER_SOURCE": "'per source'",
+    "VERSION": "a version such as 10.1 or 8.8.15",
     "_NL": "end of line",
     "$END": "end of file",
 }
 _STATEMENT_KEYWORDS = ("zone", "service", "group", "allow", "deny", "reject", "assert", "include", "table",
-                       "log", "icmp", "rpfilter")
-_STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops, icmp echo or rpfilter"
+                       "log", "icmp", "rpfilter", "host", "zimbra")
+_STATEMENTS = "zone, service, group, allow, deny, reject, assert, include, table, log drops, icmp echo, rpfilter, " \
+              "host or zimbra"
 _STRING_RULE = "strings hold printable ASCII without quotes or backslashes: nothing in one can read as nft syntax"
 
 
@@ -401,8 +403,46 @@ class _StatementBuilder(Transformer):
     service_list = zone_list
 
     def rule(self, meta, items):
-        action, zones, _arrow, services, limit, log_flag = items
-        return m.Rule(str(action), zones, services, limit, log_flag is not None, _span(self.file, meta))
+        action, zones, _arrow, services, limit, log_flag, hosts = items
+        return m.Rule(str(action), zones, services, limit, log_flag is not None, _span(self.file, meta),
+                      hosts or ())
+
+    def on_hosts(self, meta, items):
+        return items[0]
+
+    def name_list(self, meta, items):
+        return tuple(m.Name(self._name(token), _span(self.file, token)) for token in items)
+
+    def host(self, meta, items):
+        name, *tokens, _roles, roles = items
+        host = self._name(name)
+        addresses = tuple(self._host_address(host, token) for token in tokens)
+        return m.Host(host, addresses, roles or (), _span(self.file, name),
+                      tuple(_span(self.file, token) for token in tokens))
+
+    def _host_address(self, host: str, token: Token) -> m.IPNetwork:
+        """One address of a host: a network (a prefix shorter than the whole address) is not a host's."""
+        network, message, hint = parse_network(str(token))
+        address = str(token).partition("/")[0]
+        if network is not None and message:  # host bits set: an address written with its interface's prefix
+            self._fail(f"host {host}: {token} is an address with a prefix length; a host has addresses", token,
+                       hint=f"write {address}")
+            return ipaddress.ip_network(address)
+        if message:
+            self._fail(message, token, hint)
+        elif network.prefixlen != network.max_prefixlen:
+            self._fail(f"host {host}: {token} is a network; a host has addresses", token,
+                       hint=f"write its own addresses, such as {network.network_address + 1}")
+        return ipaddress.ip_network(network.network_address if network else "0.0.0.0")
+
+    def zimbra_release(self, meta, items):
+        version, _features, features = items
+        parts = str(version).split(".")
+        if any(len(part) > 3 for part in parts) or len(parts) > 4:
+            self._fail(f"{quoted(str(version))} is not a Zimbra version", version,
+                       hint="a version reads like 10.1, 9.0 or 8.8.15")
+            parts = ["0"]
+        return m.ZimbraRelease(tuple(int(part) for part in parts), features or (), _span(self.file, meta))
 
     def limit(self, meta, items):
         rate, per_source, burst = items
@@ -414,8 +454,8 @@ class _StatementBuilder(Transformer):
         return True
 
     def assertion(self, meta, items):
-        zones, reach, services = items
-        return m.Assertion(zones, services, str(reach) == "->", _span(self.file, meta))
+        zones, reach, services, hosts = items
+        return m.Assertion(zones, services, str(reach) == "->", _span(self.file, meta), hosts or ())
 
     def log_drops(self, meta, items):
         rate, burst, prefix = items

@@ -5,7 +5,8 @@ install guides (github.com/Zimbra/installguides, `VERSION/single.html` and `mult
 (Zimbra/zm-mailbox: `store/conf/attrs/zimbra-attrs.xml`, `common/src/java/com/zimbra/common/localconfig/LC.java`),
 the listener templates (Zimbra/zm-postfix: `conf/postfix/master.cf.in`; Zimbra/zm-amavis: `conf/amavisd.conf.in`)
 and the control scripts (Zimbra/zm-core-utils: `src/bin/zmmemcachedctl`, `src/libexec/zmproxyconfig`,
-`src/libexec/zmconfigd`). Each entry also records what the source article (a Spanish how-to with a ufw recipe,
+`src/libexec/zmconfigd`), checked for issue 11 in docs/research/zimbra-roles.md (section 2: where each listener
+binds; section 3: the corrections). Each entry also records what the source article (a Spanish how-to with a ufw recipe,
 not in this repository either) says about the port, and where it is wrong; `nftc catalog PORT` prints both.
 """
 
@@ -17,16 +18,19 @@ from typing import Iterable
 
 from ..language.model import Group, Name, PortRange, Service
 from ..language.text import columns
+from . import roles as zimbra_roles
 
 EXPOSURES = ("public", "admin", "cluster", "localhost")
-ROLES = ("mta", "mailbox", "proxy", "ldap", "memcached", "logger", "spell", "imapd", "all")
+ROLES = zimbra_roles.ROLES + ("all",)  # the role matrix's roles (nftc.semantics.roles), or every Zimbra server
+BINDS = ("all", "loopback")  # where Zimbra's listener binds by default: every address, or 127.0.0.1/::1 only
 NOT_IN_ARTICLE = "not in the article"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """One Zimbra service: its ports, who listens, who may reach it, and what the article says about it."""
+    """One Zimbra service: its ports, who listens and where it binds, who may reach it, and what the article says
+    about it."""
 
     name: str
     ports: tuple[PortRange, ...]
@@ -36,12 +40,15 @@ class CatalogEntry:
     exposure: str
     default_on: bool
     article: str
+    bind: str  # where Zimbra binds it by default (BINDS); the lab binds its listener there too
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
             raise ValueError(f"catalog entry name {self.name!r} is not [a-z][a-z0-9_]*")
         if self.exposure not in EXPOSURES:
             raise ValueError(f"catalog entry {self.name}: unknown exposure {self.exposure!r}")
+        if self.bind not in BINDS:
+            raise ValueError(f"catalog entry {self.name}: unknown bind {self.bind!r}")
         if not self.ports or not set(self.roles) <= set(ROLES):
             raise ValueError(f"catalog entry {self.name}: needs ports and known roles")
 
@@ -59,8 +66,14 @@ def _udp(*ports: int) -> tuple[PortRange, ...]:
 
 
 def _entry(name: str, ports: tuple[PortRange, ...], exposure: str, roles: str, versions: str, description: str,
+           article: str = "", default_on: bool = True, bind: str = "all") -> CatalogEntry:
+    return CatalogEntry(name, ports, description, tuple(roles.split()), versions, exposure, default_on, article, bind)
+
+
+def _local(name: str, ports: tuple[PortRange, ...], roles: str, versions: str, description: str,
            article: str = "", default_on: bool = True) -> CatalogEntry:
-    return CatalogEntry(name, ports, description, tuple(roles.split()), versions, exposure, default_on, article)
+    """A listener Zimbra binds to loopback only (research section 2): nothing off the host can reach it."""
+    return _entry(name, ports, "localhost", roles, versions, description, article, default_on, bind="loopback")
 
 
 _PUBLIC_COUNT = "the article promises 'up to 12' public ports and lists 11; Zimbra's external list has 13"
@@ -71,12 +84,13 @@ _LAN_OPEN = "its `ufw allow from 192.168.1.0/24` opens this (and every other por
 # The data table: one entry per service, in port order.
 _TABLE = (
     _entry("ssh", _tcp(22), "admin", "all", "all",
-           "SSH: management from admin networks; every Zimbra server also reaches its peers on it for management",
+           "SSH: management from admin networks; mailbox servers also reach every peer on it (zmrcd: mail queues, "
+           "server NIFs)",
            NOT_IN_ARTICLE),
     _entry("smtp", _tcp(25), "public", "mta", "all",
            "SMTP: inbound mail from the internet (Postfix behind postscreen); LDAP and mailbox servers also send here"),
-    _entry("dnscache", _tcp(53) + _udp(53), "localhost", "all", "all",
-           "Local DNS cache (zimbra-dnscache) answering this host only",
+    _local("dnscache", _tcp(53) + _udp(53), "all", "8.5+",
+           "Local DNS cache (zimbra-dnscache, unbound on 127.0.0.1) answering this host only",
            NOT_IN_ARTICLE),
     _entry("http", _tcp(80), "public", "proxy mailbox", "all",
            "HTTP web client (proxy; the mailbox itself when there is no proxy)"),
@@ -85,7 +99,8 @@ _TABLE = (
     _entry("imap", _tcp(143), "public", "proxy mailbox", "all",
            "IMAP with STARTTLS (proxy; the mailbox itself when there is no proxy)"),
     _entry("ldap", _tcp(389), "cluster", "ldap", "all",
-           "LDAP directory (StartTLS): every Zimbra server reads it, replicas pull from the master",
+           "LDAP directory (StartTLS) on the address of the LDAP host's name: every Zimbra server reads it, "
+           "replicas pull from the master",
            f"right about what it is and that it is dangerous open; but {_LAN_OPEN}"),
     _entry("https", _tcp(443), "public", "proxy mailbox", "all",
            "HTTPS web client, ActiveSync and SOAP (proxy; the mailbox itself when there is no proxy)"),
@@ -94,7 +109,8 @@ _TABLE = (
            f"omitted from the article's public list ({_PUBLIC_COUNT}); it appears only in the 14-port list and "
            "the ufw profile, unexplained"),
     _entry("syslog", _udp(514), "cluster", "logger", "all",
-           "syslog over UDP: every server sends its logs to the logger host",
+           "syslog over UDP: every server sends its logs to the logger host (a mailbox host; UDP reception is "
+           "turned on there by hand)",
            NOT_IN_ARTICLE),
     _entry("submission", _tcp(587), "public", "mta", "all",
            "Message submission with STARTTLS by users (login required)",
@@ -106,12 +122,12 @@ _TABLE = (
            "IMAP over TLS (proxy; the mailbox itself when there is no proxy)"),
     _entry("pop3s", _tcp(995), "public", "proxy mailbox", "all",
            "POP3 over TLS (proxy; the mailbox itself when there is no proxy)"),
-    _entry("clamd", _tcp(3310), "cluster", "mta", "all",
-           "ClamAV daemon used by amavis; other servers need it only when attachment scanning points at the MTA",
-           "right about ClamAV, but mailbox servers may need it, so not strictly local"),
-    _entry("certauth", _tcp(3443), "public", "proxy", "all",
-           "Client-certificate login through the proxy (zimbraMailSSLProxyClientCertPort), optional; "
-           "forwards to mailbox 9443",
+    _local("clamd", _tcp(3310), "mta", "all",
+           "ClamAV daemon, bound to localhost (zimbraClamAVBindAddress); amavis uses its unix socket",
+           "right: ClamAV, local only (it binds to localhost by default; no other server calls it)"),
+    _entry("certauth", _tcp(3443), "public", "proxy", "7.1.1+",
+           "Client-certificate login through the proxy (zimbraMailSSLProxyClientCertPort), optional; checks the "
+           "certificate and redirects to 443 or the admin port",
            f"omitted from the article's public list ({_PUBLIC_COUNT}); it appears only in the 14-port list and "
            "the ufw profile, unexplained; it is optional and not a Zextras port",
            default_on=False),
@@ -119,18 +135,20 @@ _TABLE = (
            "XMPP client connections with STARTTLS (Zimbra Chat)",
            _CHAT_ONLY),
     _entry("xmpps", _tcp(5223), "public", "mailbox", "8.7.6-9.x",
-           "XMPP client connections over TLS (Zimbra Chat)",
-           _CHAT_ONLY),
+           "XMPP client connections over TLS (Zimbra Chat, legacy SSL port); off by default",
+           _CHAT_ONLY, default_on=False),
     _entry("xmpp_s2s", _tcp(5269), "cluster", "mailbox", "8.7.6-9.x",
            "XMPP server-to-server traffic between mailboxes of one install (Zimbra Chat)",
            "right, but it does not say this exists only on 8.7.6-9.x"),
     _entry("lmtp", _tcp(7025), "cluster", "mailbox", "all",
            "LMTP: the MTA delivers accepted mail into the mailbox store"),
-    _entry("milter", _tcp(7026), "localhost", "mta", "all",
-           "Zimbra milter server (zimbraMilterBindPort) queried by the local Postfix; off by default",
+    _local("milter", _tcp(7026), "mta", "7.0+",
+           "Zimbra milter server (zimbraMilterBindPort, on 127.0.0.1) queried by the local Postfix; off by default",
            NOT_IN_ARTICLE, default_on=False),
-    _entry("convertd", _tcp(7047), "localhost", "mailbox", "all",
-           "Attachment conversion daemon (convertd, Network Edition) for HTML previews"),
+    _entry("convertd", _tcp(7047), "cluster", "mailbox", "6.0+ NE",
+           "Attachment conversion daemon (convertd, Network Edition) for HTML previews; listens on every address "
+           "and the other mailboxes call the first convertd host (zimbraConvertdURL is global)",
+           default_on=False),
     _entry("admin", _tcp(7071), "cluster", "mailbox", "all",
            "Admin console and admin SOAP on mailbox servers: other mailboxes, the proxy (9071) and admin networks "
            "connect; never the world",
@@ -138,32 +156,36 @@ _TABLE = (
            "(every source); Zimbra's table says internal: open it to cluster peers and admin networks only"),
     _entry("nginx_lookup", _tcp(7072), "cluster", "mailbox", "all",
            "NGINX lookup (route) handler: the proxy asks a mailbox which backend serves a user"),
-    _entry("mta_auth", _tcp(7073), "cluster", "mailbox", "all",
-           "MTA authentication: the MTA's SASL checks user passwords against a mailbox"),
-    _entry("docs", _tcp(7074), "localhost", "mailbox", "10+",
-           "Zimbra 10 document editing service; unsure which daemon and whether a remote proxy must reach it "
-           "(kept local until confirmed)",
-           NOT_IN_ARTICLE, default_on=False),
-    _entry("onlyoffice", _tcp(7084, 7085), "localhost", "mailbox", "10+",
-           "Zimbra 10 OnlyOffice document server ports; unsure of each port's role and whether a remote proxy must "
-           "reach them (kept local until confirmed)",
+    _entry("mta_auth", _tcp(7073), "cluster", "mailbox", "8.7+",
+           "MTA authentication: the MTA's SASL checks user passwords against a mailbox (before 8.7: on 7071)"),
+    _entry("docs_callback", _tcp(7074), "cluster", "mailbox", "10.0+",
+           "Document editing callback (mailboxd, TLS) on every 10.x mailbox: the OnlyOffice host fetches and "
+           "saves documents here",
+           NOT_IN_ARTICLE),
+    _entry("onlyoffice", _tcp(7084, 7085), "cluster", "onlyoffice", "10.0+ NE",
+           "OnlyOffice document server (7084 docservice, 7085 spellchecker, TLS) on the onlyoffice host, reached "
+           "by the proxies",
            NOT_IN_ARTICLE, default_on=False),
     _entry("backends_mail", _tcp(7110, 7143, 7993, 7995), "cluster", "mailbox", "all",
            "Mailbox POP3/IMAP behind the proxy (7110 POP3, 7143 IMAP, 7993 IMAPS, 7995 POP3S): only proxies connect",
            "right, but these are reached by proxies on other hosts, not only locally"),
-    _entry("zmconfigd", _tcp(7171), "localhost", "all", "all",
+    _local("zmconfigd", _tcp(7171), "all", "all",
            "zmconfigd: rewrites configuration files and restarts services for local Zimbra tools"),
-    _entry("mysql", _tcp(7306), "localhost", "mailbox", "all",
-           "MariaDB/MySQL with mailbox metadata, used by the local mailbox server only"),
+    _local("mysql", _tcp(7306), "mailbox", "all",
+           "MariaDB/MySQL with mailbox metadata, bound to 127.0.0.1, used by the local mailbox server only"),
     _entry("spell", _tcp(7780), "cluster", "spell", "all",
            "Spell checker (Apache with aspell) queried by mailbox servers"),
     _entry("backends_web", _tcp(8080, 8443), "cluster", "mailbox", "all",
            "Mailbox HTTP/HTTPS (Jetty) behind the proxy: proxies and other mailboxes connect",
            "right, but these are reached by proxies and other mailboxes, not only locally"),
+    _entry("license_daemon", _tcp(8081), "cluster", "license", "10.1+ NE",
+           "License daemon (zmlicensectl, Network Edition) on the one license host, asked by the mailboxes",
+           NOT_IN_ARTICLE, default_on=False),
     _entry("imapd", _tcp(8143, 8993), "cluster", "imapd", "8.8.1+",
-           "Remote IMAP daemon (8143 IMAP, 8993 IMAPS); who connects to it is unverified (assumed: proxies)",
-           NOT_IN_ARTICLE),
-    _entry("opendkim", _tcp(8465), "localhost", "mta", "all",
+           "Remote IMAP daemon (8143 IMAP, 8993 IMAPS), off by default: proxies forward IMAP to it and mailboxes "
+           "flush its caches (8143)",
+           NOT_IN_ARTICLE, default_on=False),
+    _local("opendkim", _tcp(8465), "mta", "all",
            "OpenDKIM milter signing and verifying DKIM, called by the Postfix listener on 10030",
            NOT_IN_ARTICLE),
     _entry("zextras", _tcp(8735), "cluster", "mailbox", "8.8-9.x",
@@ -172,43 +194,50 @@ _TABLE = (
     _entry("zextras_config", _tcp(8736), "cluster", "mailbox", "8.8-9.x",
            "Zextras/NG modules distributed configuration service between mailboxes (Network Edition)",
            _ZEXTRAS_ONLY),
-    _entry("admin_proxy", _tcp(9071), "admin", "proxy", "all",
+    _entry("ng_proxy", _tcp(8742, 8743), "cluster", "mailbox", "8.8.10-9.x",
+           "NG modules behind the proxy (/zx/: 8742 HTTP, 8743 HTTPS): the proxies forward to the mailboxes",
+           NOT_IN_ARTICLE, default_on=False),
+    _entry("admin_proxy", _tcp(9071), "admin", "proxy", "8.0+",
            "Admin console through the proxy (zimbraAdminProxyPort), forwarding to mailbox 7071; off by default",
            "lists it as a public port and its ufw profile opens it to everyone; it is off by default and belongs "
            "to admin networks only, never the world",
            default_on=False),
-    _entry("certauth_backend", _tcp(9443), "cluster", "mailbox", "all",
-           "Mailbox HTTPS for client-certificate login (zimbraMailSSLClientCertPort), used only when that login "
-           "is on; unsure who connects, assumed: the proxy's 3443",
+    _entry("certauth_backend", _tcp(9443), "cluster", "mailbox", "7.1+",
+           "Mailbox HTTPS for client-certificate login (zimbraMailSSLClientCertPort), for installs without a proxy; "
+           "off unless that login is on",
            NOT_IN_ARTICLE, default_on=False),
-    _entry("amavis", _tcp(10024), "localhost", "mta", "all",
+    _entry("zimbra_docs", _tcp(9980), "cluster", "docs", "8.8.9-9.x",
+           "Zimbra Docs (LibreOffice Online) on the docs host, reached by the proxies",
+           NOT_IN_ARTICLE, default_on=False),
+    _local("amavis", _tcp(10024), "mta", "all",
            "amavis content filter, default policy: Postfix hands inbound mail here for virus and spam checks"),
-    _entry("postfix_return", _tcp(10025), "localhost", "mta", "all",
+    _local("postfix_return", _tcp(10025), "mta", "all",
            "Postfix re-injection listener: amavis hands scanned mail back here (syslog postfix/amavisd)",
            "wrong: calls it Amavis talking to OpenDKIM; it is Postfix re-injection after amavis"),
-    _entry("amavis_originating", _tcp(10026), "localhost", "mta", "all",
+    _local("amavis_originating", _tcp(10026), "mta", "all",
            "amavis ORIGINATING policy listener: mail submitted by local users, then on to DKIM signing on 10030",
            "misleading: says it is for configuring Amavis policies; it is the amavis listener for outgoing mail "
            "(ORIGINATING policy bank)"),
-    _entry("postjournal", _tcp(10027), "localhost", "mta", "all",
+    _local("postjournal", _tcp(10027), "mta", "all",
            "postjournal proxy filter, used by the SMTP listeners when postjournal_enabled is set",
            NOT_IN_ARTICLE),
-    _entry("postfix_reinject", _tcp(10028), "localhost", "mta", "all",
+    _local("postfix_reinject", _tcp(10028), "mta", "all",
            "Postfix re-inject listener (syslog postfix/reinject), localhost clients only",
            "wrong: calls it Amavis talking to a content filter; it is a Postfix re-inject listener"),
-    _entry("postfix_archive", _tcp(10029), "localhost", "mta", "all",
+    _local("postfix_archive", _tcp(10029), "mta", "all",
            "Postfix listener receiving archive copies (syslog postfix/archive), localhost clients only",
            "vague: 'to access Postfix files'; it is the Postfix listener for archiving"),
-    _entry("postfix_dkim", _tcp(10030), "localhost", "mta", "all",
+    _local("postfix_dkim", _tcp(10030), "mta", "all",
            "Postfix listener running the OpenDKIM milter (8465) on outgoing mail, then on to amavis 10032",
            NOT_IN_ARTICLE),
-    _entry("cbpolicyd", _tcp(10031), "localhost", "mta", "all",
-           "cbpolicyd (Cluebringer) Postfix policy daemon; off by default",
+    _local("cbpolicyd", _tcp(10031), "mta", "8.5+",
+           "cbpolicyd (Cluebringer) Postfix policy daemon; off by default (configured in LDAP from 8.5, older "
+           "releases had it in localconfig)",
            NOT_IN_ARTICLE, default_on=False),
-    _entry("amavis_post_dkim", _tcp(10032), "localhost", "mta", "all",
+    _local("amavis_post_dkim", _tcp(10032), "mta", "all",
            "amavis ORIGINATING_POST listener: outgoing mail after DKIM signing, spam-checked, then back to 10025",
            "roughly right (SpamAssassin), but SpamAssassin runs inside amavis: this is the post-DKIM amavis listener"),
-    _entry("logger", _tcp(10663), "localhost", "logger", "all",
+    _local("logger", _tcp(10663), "logger", "all",
            "Zimbra logger service listener on the logger host, local only",
            NOT_IN_ARTICLE),
     _entry("memcached", _tcp(11211), "cluster", "memcached", "all",
@@ -216,9 +245,9 @@ _TABLE = (
            "(memcrashed amplification, CVE-2018-1000115)",
            "only warns about memcrashed; does not say Zimbra needs TCP only (-U 0 since 8.8.9), that UDP 11211 "
            "must be dropped, or that proxies and mailboxes on other hosts must reach it"),
-    _entry("amavis_services", _tcp(23232), "localhost", "mta", "all",
+    _local("amavis_services", _tcp(23232), "mta", "all",
            "amavis-services message forwarder (ZeroMQ) publishing amavisd status to local monitors"),
-    _entry("amavis_snmp", _tcp(23233), "localhost", "mta", "all",
+    _local("amavis_snmp", _tcp(23233), "mta", "all",
            "amavis-services snmp-responder (ZeroMQ) answering local SNMP/monitoring queries"),
 )
 
@@ -251,8 +280,8 @@ GROUPS: tuple[Group, ...] = (
            "xmpps", "admin", "admin_proxy"),
           "The article's 14 'multi-server' ports, kept for comparison: the public list plus the admin ports "
           "7071 and 9071, not real server-to-server traffic (use the role groups)"),
-    _group("zimbra.mta", ("smtp", "clamd"),
-          "What other servers reach on an MTA: 25 (LDAP, mailbox), 3310 (mailbox, only for remote scanning)"),
+    _group("zimbra.mta", ("smtp",),
+          "What other servers reach on an MTA: 25 (LDAP, mailbox); ClamAV 3310 binds to localhost"),
     _group("zimbra.mailbox", ("lmtp", "admin", "nginx_lookup", "mta_auth", "backends_mail", "backends_web"),
           "What other servers reach on a mailbox: MTA -> 7025 7073; proxy -> 7072 7110 7143 7993 7995 8080 8443; "
           "mailboxes -> 7071 8080 8443 (add xmpp_s2s, zextras, zextras_config on 8.8-9.x)"),
@@ -277,6 +306,14 @@ def group(name: str) -> Group | None:
 def entries_for_port(port: int) -> tuple[CatalogEntry, ...]:
     """Every entry with a range that includes `port`, whatever the protocol."""
     return tuple(e for e in ENTRIES if any(r.first <= port <= r.last for r in e.ports))
+
+
+def bind_of(protocol: str, port: int) -> str:
+    """Where Zimbra binds the listener of `port`/`protocol`: the bind of the entry that owns it ("all" for a port
+    no entry has: a policy's own service). The lab binds its listener there, so it measures real exposure."""
+    owner = next((e for e in ENTRIES if any(r.protocol == protocol and r.first <= port <= r.last for r in e.ports)),
+                 None)
+    return owner.bind if owner else "all"
 
 
 def services() -> tuple[Service, ...]:
@@ -319,11 +356,22 @@ def format_table(entries: Iterable[CatalogEntry]) -> str:
     return columns([_TABLE_HEADER, *(_row(e) for e in entries)])
 
 
+def format_groups(groups: Iterable[Group]) -> str:
+    """A plain-text table of the groups, for `nftc catalog --groups`: name, description, ports (last: the
+    internal group's are a long line)."""
+    rows = [(g.name, g.description, format_ports(r for e in group_entries(g.name) for r in e.ports)) for g in groups]
+    return columns([("GROUP", "DESCRIPTION", "PORTS"), *rows])
+
+
+_BIND_TEXT = {"all": "all addresses (Zimbra's default)", "loopback": "loopback only, 127.0.0.1/::1 (Zimbra's default)"}
+
+
 def format_entry(e: CatalogEntry) -> str:
     """A multi-line explanation of one entry, for `nftc catalog 7071`."""
     fields = (
         ("ports", format_ports(e.ports)),
         ("exposure", e.exposure + ("" if e.default_on else ", off by default")),
+        ("bind", _BIND_TEXT[e.bind]),
         ("roles", ", ".join(e.roles)),
         ("versions", e.versions),
         ("groups", ", ".join(groups_containing(e.name)) or "none"),

@@ -16,6 +16,7 @@ from .resolve import LOCALHOST, MEMCACHED_UDP, CheckedPolicy, CheckedRule
 
 MEMCACHED_UDP_NOTE = f"UDP {MEMCACHED_UDP.first} is always dropped outside localhost"
 VERDICT_OF_ACTION = {"allow": "accept", "deny": "drop", "reject": "reject"}
+NEVER_MATCHES = "this rule can never match"
 
 
 def verdict_of(action: str) -> str:
@@ -112,7 +113,7 @@ def never_matching_rules(checked: CheckedPolicy) -> list[Diagnostic]:
         earlier = _first_overlapping_rule(checked, rule)
         where = f"rule {earlier.id} at {earlier.rule.span} already decides every port it names" if earlier \
             else MEMCACHED_UDP_NOTE
-        diagnostics.append(error("this rule can never match", rule.rule.span, hint=where))
+        diagnostics.append(error(NEVER_MATCHES, rule.rule.span, hint=where))
     return diagnostics
 
 

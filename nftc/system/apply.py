@@ -17,7 +17,6 @@ without an extra process.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -72,7 +71,7 @@ def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | No
         plan = _plan(state, compiled)
         saved = state.stage(_snapshot_files(state, plan))
         staged = state.stage(_record_files(compiled, plan))
-        token = secrets.token_hex(8) if confirm_seconds is not None else None
+        token = _token() if confirm_seconds is not None else None
         try:
             saved.commit()  # before the guard reads it; it describes the tables as they still are
             if token:
@@ -96,6 +95,13 @@ def apply_table(state: StateDir, compiled: Compiled, confirm_seconds: float | No
                        sum(s.unreadable for sets in plan.elements.values() for s in sets),
                        main.drift.lines if main.drift and main.drift.verdict == "DRIFT" else (), plan.removed,
                        plan.kept.sets, main.drift, notes)
+
+
+def _token() -> str:
+    """The pending confirmation's token (its module imported here: only an apply with --confirm needs one)."""
+    import secrets
+
+    return secrets.token_hex(8)
 
 
 def _record_files(compiled: Compiled, plan: "_Plan") -> dict[str, str]:

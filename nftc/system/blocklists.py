@@ -16,7 +16,6 @@ import bisect
 import dataclasses
 import ipaddress
 import json
-import subprocess
 import time
 from dataclasses import dataclass
 
@@ -165,6 +164,8 @@ def _covered(networks: m.AddressList, protected: tuple[m.IPNetwork, ...]) -> str
 def own_networks() -> tuple[m.IPNetwork, ...]:
     """The machine's own addresses (as /32 and /128), and loopback: a list must not cover them. Read with
     iproute2's JSON output (the standard library has no portable way)."""
+    import subprocess  # here: apply imports this module for `feeds` alone, and starts no process
+
     try:
         out = subprocess.run(["ip", "-j", "address", "show"], capture_output=True, text=True, timeout=10,
                              check=True).stdout

@@ -143,19 +143,17 @@ class Ambiguous(Exception):
 def table_block(ruleset: str, target) -> str | None:
     """nftc's table out of a listing of the whole ruleset, as `nft list table` prints it; None when absent."""
     header = f"table {target} {{\n"
-    text = "\n" + ruleset
-    start = text.find("\n" + header)
-    if start < 0:
+    start = 0 if ruleset.startswith(header) else ruleset.find("\n" + header) + 1  # 0 also when absent
+    if start == 0 and not ruleset.startswith(header):
         return None
-    if text.find("\n" + header, start + 1) >= 0:
+    if ruleset.find("\n" + header, start) >= 0:
         raise Ambiguous(f"table {target} appears twice")
-    end = text.find("\n}\n", start)
+    end = ruleset.find("\n}\n", start)
     if end < 0:
         raise Ambiguous(f"table {target} is not closed")
-    block = text[start + 1:end + 3]
-    if _UNINDENTED.search(block, 0, len(block) - len("\n}\n")):  # in C: a compiled script can be 8 MB
+    if _UNINDENTED.search(ruleset, start, end):  # in C, in place: a compiled script can be 8 MB
         raise Ambiguous(f"table {target} holds an unindented line")
-    return block
+    return ruleset[start:end + 3]
 
 
 _UNINDENTED = re.compile(r"\n[^\t\n]")  # a line inside a table block that is neither empty nor indented

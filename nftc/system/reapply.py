@@ -20,7 +20,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from . import live, reader
 from .records import (LISTING, PENDING, SCRIPT, Applied, Input, Provenance, lists_elements, read_applied)
@@ -60,13 +60,14 @@ def _source_files(package: str) -> list[str]:
     return files
 
 
-def provenance(sources: Mapping[str, str], strict: bool, warnings: int) -> Provenance:
-    """What a compile that read `sources` (path -> text, as nftc.compiler fills it) was made from."""
+def provenance(sources: Mapping[str, str], strict: bool, warnings: int, host: str | None = None) -> Provenance:
+    """What a compile that read `sources` (path -> text, as nftc.compiler fills it) was made from; `host`: the
+    cluster host whose ruleset it compiled (another host of the same files is another script)."""
     from .. import __version__
 
     inputs = tuple(Input(os.path.abspath(path), os.path.realpath(path),
                          hashlib.sha256(text.encode("utf-8")).hexdigest()) for path, text in sources.items())
-    return Provenance(__version__, code_fingerprint(), strict, warnings, inputs)
+    return Provenance(__version__, code_fingerprint(), strict, warnings, inputs, host)
 
 
 def inputs_unchanged(recorded: Provenance) -> bool:
@@ -100,15 +101,20 @@ def _file_sha256(path: str) -> str | None:
         return digest.hexdigest()
 
 
-def recorded(state: StateDir, policy: str, strict: bool) -> tuple[Applied, str] | None:
+def recorded(state: StateDir, policy: str, strict: bool,
+             host: Callable[[str | None], str | None] = lambda kept: None) -> tuple[Applied, str] | None:
     """The applied record and its script when compiling `policy` (absolute) now would give that script: same
-    files, same nftc, no warnings then (so none now, and --strict has nothing to refuse). None otherwise."""
+    files, same nftc, no warnings then (so none now, and --strict has nothing to refuse), and the same cluster
+    host: `host(recorded host)` says which host a compile now would be for (apply reads the policy to pick it
+    only when the record has one). None otherwise."""
     if not state.exists():
         return None
     applied = read_applied(state)
     if applied is None or applied.policy != policy or applied.provenance is None or applied.provenance.warnings:
         return None
     if not inputs_unchanged(applied.provenance):
+        return None
+    if host(applied.provenance.host) != applied.provenance.host:
         return None
     script = state.read_text(SCRIPT)
     if script is None or live.script_digest(script) != applied.digest:

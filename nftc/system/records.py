@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..language.reserved import table_name_problem
+from ..language.reserved import MAX_NAME_LENGTH, NAME, table_name_problem
 from .state import StateDir, StateError
 
 FAMILY = "inet"  # the only family nftc writes
@@ -114,10 +114,11 @@ class Provenance:
     strict: bool
     warnings: int
     inputs: tuple[Input, ...]
+    host: str | None = None  # the host of a cluster policy whose ruleset it is (issue 11); None: no hosts
 
     def as_dict(self) -> dict:
         return {"nftc": self.nftc, "code": self.code, "strict": self.strict, "warnings": self.warnings,
-                "inputs": [i.as_dict() for i in self.inputs]}
+                "inputs": [i.as_dict() for i in self.inputs], "host": self.host}
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,12 @@ def provenance_from(data, what: str) -> Provenance:
     if not isinstance(nftc, str) or not isinstance(strict, bool) or isinstance(warnings, bool) or \
             not isinstance(warnings, int):
         raise StateError(f"{what}: provenance is damaged")
+    host = data.get("host")
+    if host is not None and (not isinstance(host, str) or not NAME.fullmatch(host)
+                             or len(host) > MAX_NAME_LENGTH):
+        raise StateError(f"{what}: provenance is damaged")
     return Provenance(nftc[:64], _hex64(code, what, "code"), strict, warnings,
-                      tuple(_input_from(item, what) for item in data["inputs"]))
+                      tuple(_input_from(item, what) for item in data["inputs"]), host)
 
 
 def _input_from(item, what: str) -> Input:

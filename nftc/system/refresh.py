@@ -29,10 +29,11 @@ from typing import Callable
 
 from ..backend import ir, names
 from ..backend.render_nft import render_nft, set_elements
-from ..compiler import Compilation, compile_policy
+from ..compiler import Compilation, HostError, compile_policy
 from ..errors import EXIT_POLICY, NftcError
 from ..language import model as m
 from ..language.loader import MAX_ADDRESSES, Feeds
+from ..semantics.cluster import host_names
 from ..semantics.zones import trusted_networks
 from . import blocklists, live, reader
 from .blocklists import Kept, ListError
@@ -92,7 +93,7 @@ def refresh(state: StateDir, policy: str, options: Options, wait_seconds: float,
     runs under it, after checking again that the live table is still the policy's."""
     state.ensure()
     kept_feeds = blocklists.feeds(state)
-    compilation = compile_policy(policy, {}, kept_feeds)
+    compilation = _compile(state, policy, {}, kept_feeds)
     zones = _url_zones(compilation, options.zones)
     target = Target(FAMILY, compilation.table.name)
     _refuse_unless_loaded(state, target, compilation.digest)
@@ -175,7 +176,7 @@ def _loaded(state: StateDir, policy: str, target: Target, new: list[_New], kept_
         return (state.file(blocklists.list_file(zone)), texts[zone]) if zone in texts else kept_feeds(zone, url)
 
     sources: dict[str, str] = {}
-    compilation = compile_policy(policy, sources, feed)
+    compilation = _compile(state, policy, sources, feed)
     if compilation.digest != digest:  # the policy file changed during the downloads
         raise RefreshError(f"{policy} changed during the refresh; nothing was loaded")
     table = compilation.table
@@ -212,8 +213,26 @@ def _record_applied(state: StateDir, compilation: Compilation, sources: dict[str
     strict = applied.provenance.strict if applied.provenance else False
     record = dataclasses.replace(
         applied, elements=sum(len(s.elements) for s in compilation.table.sets),
-        provenance=provenance(sources, strict, len(compilation.warnings)) if applied.provenance else None)
+        provenance=provenance(sources, strict, len(compilation.warnings), compilation.host)
+        if applied.provenance else None)
     state.stage({SCRIPT: render_nft(compilation.table), APPLIED: as_json(record.as_dict())}).commit()
+
+
+def applied_host(state: StateDir) -> str | None:
+    """The cluster host the applied ruleset was compiled for (issue 11): a refresh compiles that host's (also the
+    CLI, when it redraws a policy's errors)."""
+    applied = read_applied(state)
+    return applied.provenance.host if applied is not None and applied.provenance is not None else None
+
+
+def _compile(state: StateDir, policy: str, sources: dict[str, str], feeds: Feeds) -> Compilation:
+    """The policy as the host last applied enforces it. Refresh takes no --host: a cluster policy with no host
+    recorded is refused with what helps (the compiler's own message offers --host and --all)."""
+    def no_recorded_host(cluster: m.Policy) -> str:
+        raise HostError(f"{policy} declares hosts {', '.join(host_names(cluster))}, and the last apply recorded "
+                        "none of them: refresh reloads the blocklists of the host last applied; run nftc apply first")
+
+    return compile_policy(policy, sources, feeds, applied_host(state), no_recorded_host)
 
 
 def _record_listing(state: StateDir, target: Target) -> None:

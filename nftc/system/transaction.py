@@ -31,7 +31,7 @@ from .records import Target
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}")
 _DELETE_ORDER = ("map", "set", "chain", "counter", "limit")  # maps hold gotos to chains; rules were flushed first
 # nftc.backend.render_nft writes the counters first in the table: they are read from the script's head only.
-_AFTER_COUNTERS = ("\n\tlimit ", "\n\tset ", "\n\tmap ", "\n\tchain ")
+_AFTER_COUNTERS = re.compile(r"\n\t(?:limit|set|map|chain) ")
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,10 @@ def kept(dynamic_sets: tuple[str, ...], new_script: str, recorded_script: str, l
 
 def counter_declarations(script: str) -> dict[str, tuple[str, ...]]:
     """Each named counter of a compiled script and the lines of its declaration (its comment), read from the head
-    of the script only: a script with 10^5 addresses is megabytes, its counters its first kilobytes."""
-    ends = [found for found in (script.find(marker) for marker in _AFTER_COUNTERS) if found >= 0]
-    head = script[:min(ends) + 1] if ends else script
+    of the script only: a script with 10^5 addresses is megabytes, its counters its first kilobytes (one search that
+    stops at the first block after them: a kind of block the script lacks is never looked for to its end)."""
+    end = _AFTER_COUNTERS.search(script)
+    head = script[:end.start() + 1] if end else script
     return {b.name: b.lines for b in live.blocks(head) if b.kind == "counter"}
 
 
