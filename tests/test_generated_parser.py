@@ -81,3 +81,10 @@ def test_item2_parsing_needs_neither_lark_nor_pickle(tmp_path):
     result = _parse_in_child(tmp_path, "import sys; sys.modules['lark'] = sys.modules['pickle'] = None; ")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Zone"
+
+
+def test_item2_the_test_extra_pins_the_lark_that_generated_the_parser():
+    """pyproject's test extra installs the Lark the parser records (a system lark kept by --system-site-packages
+    would make the byte-for-byte regeneration test skip)."""
+    extra = re.search(r"^test = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.M | re.S).group(1)
+    assert f'"lark=={_recorded("lark")}"' in extra  # tomllib is 3.11+; the tests run on 3.9 too
