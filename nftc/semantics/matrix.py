@@ -16,7 +16,7 @@ from .reach import Decision, Segment, decide, zone_segments
 from .resolve import LOCALHOST, CheckedPolicy, CheckedRule
 from .zones import zone_of
 
-ANY = "any"  # the service name of a broad rule (`allow Z -> any`)
+ANY = m.ANY_SERVICE  # the service name of a broad rule (`allow Z -> any`)
 
 
 @dataclass(frozen=True)
