@@ -32,7 +32,7 @@ from .backend.render_nft import render_nft
 from .errors import EXIT_POLICY, NftcError
 from .language import model as m
 from .language.diagnostics import Diagnostic, PolicyError, did_you_mean
-from .language.loader import Feeds, load_policy
+from .language.loader import Feeds, ListCache, load_policy
 from .semantics.cluster import check_cluster, host_names, host_policy
 from .semantics.reach import NEVER_MATCHES, failed_assertions, never_matching_rules
 from .semantics.resolve import CheckedPolicy, check_policy
@@ -69,23 +69,25 @@ HostPicker = Callable[[m.Policy], str]
 
 
 def compile_policy(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None,
-                   host: str | None = None, pick_host: HostPicker | None = None) -> Compilation:
+                   host: str | None = None, pick_host: HostPicker | None = None,
+                   lists: ListCache | None = None) -> Compilation:
     """Raise PolicyError with every problem found; `sources` receives the text of each file read; `feeds` gives
-    the url zones' last good blocklists (apply reads them from the state directory; none: empty sets). A policy
-    with hosts compiles the ruleset of `host` (or of the host `pick_host` chooses); HostError without one."""
+    the url zones' last good blocklists (apply reads them from the state directory; none: empty sets); `lists`:
+    address files parsed before (apply keeps them there too; none: each is parsed). A policy with hosts compiles
+    the ruleset of `host` (or of the host `pick_host` chooses); HostError without one."""
     with _collector_paused():
-        policy = _load(path, sources, feeds)
+        policy = _load(path, sources, feeds, lists)
         if policy.hosts and host is None and pick_host is not None:
             host = pick_host(policy)
         return _compile(_for_host(policy, path, host), host if policy.hosts else None)
 
 
-def compile_cluster(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None
-                    ) -> tuple[Compilation, ...]:
+def compile_cluster(path: str, sources: MutableMapping[str, str], feeds: Feeds | None = None,
+                    lists: ListCache | None = None) -> tuple[Compilation, ...]:
     """Every host's compilation, in host order (one for a policy without hosts); PolicyError with the errors of
     every host, each said once and prefixed by the hosts it concerns (`host mbox1:`, `hosts ldap1, mta1:`)."""
     with _collector_paused():
-        policy = _load(path, sources, feeds)
+        policy = _load(path, sources, feeds, lists)
         if not policy.hosts:
             return (_compile(policy, None),)
         done, failed = [], {}
@@ -106,9 +108,10 @@ def _prefixed(diagnostic: Diagnostic, hosts: list[str], every: int) -> Diagnosti
     return dataclasses.replace(diagnostic, message=f"{who}: {diagnostic.message}")
 
 
-def _load(path: str, sources: MutableMapping[str, str], feeds: Feeds | None) -> m.Policy:
+def _load(path: str, sources: MutableMapping[str, str], feeds: Feeds | None,
+          lists: ListCache | None = None) -> m.Policy:
     """The policy, its cluster statements checked (their errors before any host's)."""
-    policy = load_policy(path, sources, feeds)
+    policy = load_policy(path, sources, feeds, lists)
     found = check_cluster(policy)
     errors = [d for d in found if d.severity == "error"]
     if errors:

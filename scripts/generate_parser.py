@@ -8,6 +8,7 @@ own runtime, so nftc needs no `lark` at run time; this script, and so developmen
 Lark numbers states and tokens in set-iteration order, which differs from run to run; the tables are renumbered
 here (tokens by name, states breadth-first from the start state, transitions in token-name order) and printed
 one entry per line, so one grammar and one Lark version give the same bytes, and a grammar change a diff to read.
+Lark's `logging` logger, which shows nothing at the level Lark sets, is replaced by one without `logging`.
 `--check` exits 1 when the committed module is not what this script would write (tests/test_generated_parser.py).
 """
 
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import pathlib
 import pprint
+import re
 import sys
 
 import lark
@@ -31,6 +33,21 @@ OPTIONS = {"parser": "lalr", "lexer": "contextual", "start": "start", "propagate
            "maybe_placeholders": True}
 SHIFT = 0
 UNUSED_IMPORT = "import pickle, zlib, base64"  # Lark writes it for compressed tables; ours are plain literals
+# Lark's logger: `import logging` (with the threading, traceback and string it imports) was ~4 ms of every nftc start
+# (issue 9), and at the level Lark sets, CRITICAL, nothing Lark logs (debug, info, warning, exception) shows. The
+# module gets a logger that drops those calls instead; a Lark that logs any other way stops the generation.
+LOGGING = ("import logging\n",
+           'logger: logging.Logger = logging.getLogger("lark")\nlogger.addHandler(logging.StreamHandler())\n'
+           "##\n\n##\n\nlogger.setLevel(logging.CRITICAL)\n")
+SILENT_LOGGER = (
+    "class _SilentLogger:\n"
+    '    """Lark\'s logger as Lark sets it up, at level CRITICAL, where every call Lark makes shows nothing; the\n'
+    '    standard library\'s logger costs ~4 ms of every start (scripts/generate_parser.py writes this class)."""\n\n'
+    "    def _drop(self, *args, **kwargs) -> None:\n"
+    "        pass\n\n"
+    "    debug = info = warning = exception = _drop\n\n\n"
+    "logger = _SilentLogger()\n")
+LOGGED = re.compile(r"\blogger\.(\w+)")  # what Lark does with its logger: calls only what _SilentLogger drops
 
 
 def header(grammar: bytes) -> list[str]:
@@ -42,6 +59,7 @@ def header(grammar: bytes) -> list[str]:
             f"# python: {sys.version_info[0]}.{sys.version_info[1]}",
             "# Lark's standalone parser (its runtime and the tables of the grammar); nftc needs no lark to run it.",
             f"# Left out of Lark's output: `{UNUSED_IMPORT}`, so nothing in this module can unpickle.",
+            "# Lark's logger is _SilentLogger, not `logging`'s: at Lark's level (CRITICAL) neither shows anything.",
             ""]
 
 
@@ -88,7 +106,18 @@ def render(grammar: bytes) -> str:
             lines.append(value)
 
     gen_standalone(parser, output=output)
-    return "\n".join(lines) + "\n"
+    return without_logging("\n".join(lines) + "\n")
+
+
+def without_logging(text: str) -> str:
+    """Lark's module with `_SilentLogger` for `logging` (see LOGGING): the same text for the same Lark."""
+    if any(text.count(part) != 1 for part in LOGGING):
+        raise SystemExit("generate_parser: Lark sets up its logger in a way this script does not know (LOGGING)")
+    text = text.replace(LOGGING[0], "").replace(LOGGING[1], SILENT_LOGGER)
+    calls = set(LOGGED.findall(text))
+    if "import logging" in text or not calls <= {"debug", "info", "warning", "exception"}:
+        raise SystemExit(f"generate_parser: Lark's module logs in a way _SilentLogger does not drop: {sorted(calls)}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,9 +160,10 @@ def test_item17_rpfilter_checks_the_route_back_before_the_source_picks_a_zone(mo
     # only packets conntrack sees as new: a lookup per packet of every established flow cost 4-8 % of the rate
     assert len(fib) == 1 and rules[fib[0]].startswith(f"ct state new {lookup} goto drop_rpfilter")
     first = {word: next(i for i, rule in enumerate(rules) if word in rule)
-             for word in ("nd-neighbor-solicit", "echo-request", "ct state established", "vmap @zones_v4")}
-    assert first["nd-neighbor-solicit"] < fib[0] < first["echo-request"] < first["ct state established"] \
-        < first["vmap @zones_v4"]
+             for word in ("nd-neighbor-solicit", "echo-request", "ct state established,related accept",
+                          "vmap @zones_v4")}
+    assert first["nd-neighbor-solicit"] < fib[0] < first["echo-request"] \
+        < first["ct state established,related accept"] < first["vmap @zones_v4"]
 
 
 def test_item17_fib_in_libnftables_json():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from functools import partial
-from itertools import repeat
-from operator import sub
+from itertools import compress, count, repeat
+from operator import and_, sub
 from typing import Iterable, Iterator, Union
 
 from ..language.model import BITS
@@ -228,6 +228,10 @@ class AddressIntervals:
     def __len__(self) -> int:
         return len(self.firsts)
 
+    def __hash__(self) -> int:
+        """Of its ends only (equal nodes hash alike): the renderers' caches hash it at every lookup, 10^5 integers."""
+        return hash((self.version, len(self.firsts), self.firsts[:1], self.lasts[-1:], self.targets is None))
+
     @property
     def bits(self) -> int:
         return BITS[self.version]
@@ -238,10 +242,13 @@ class AddressIntervals:
         return map(partial(socket.inet_ntop, family), map(int.to_bytes, values, repeat(size), repeat("big")))
 
     def prefix_lengths(self) -> list[int | None]:
-        """Per interval, its prefix length when it is one CIDR (an aligned power-of-two block), else None."""
-        lengths = _PREFIX_LENGTHS[self.version]
-        return [None if first & mask else lengths.get(mask)
-                for first, mask in zip(self.firsts, map(sub, self.lasts, self.firsts))]
+        """Per interval, its prefix length when it is one CIDR (an aligned power-of-two block), else None.
+        Column by column, no Python code per interval; the few not aligned on their size are then cleared."""
+        masks = list(map(sub, self.lasts, self.firsts))
+        lengths = list(map(_PREFIX_LENGTHS[self.version].get, masks))
+        for index in compress(count(), map(and_, self.firsts, masks)):
+            lengths[index] = None
+        return lengths
 
 
 _PREFIX_LENGTHS = {v: {(1 << (bits - n)) - 1: n for n in range(bits + 1)} for v, bits in BITS.items()}  # by mask

@@ -6,8 +6,8 @@ digits and `_`, at most 32 characters; tests/test_names.py keeps the pattern her
 none of them contains `/`, so a name with two slashes is a rule's action and nothing else.
 
 What the names look like (ZONE a zone, RULE a rule id such as r3, N 4 or 6):
-- chains: `input`, `output`, `zone_ZONE`, `ZONE/SERVICE/RULE` (a rule's action in a zone, for one service),
-  `over_limit_RULE`, `drop_REASON`, `ban_ZONE` (a blocking zone's addresses, before conntrack);
+- chains: `input`, `established`, `output`, `zone_ZONE`, `ZONE/SERVICE/RULE` (a rule's action in a zone, for one
+  service), `over_limit_RULE`, `drop_REASON`, `ban_ZONE` (a blocking zone's addresses, before conntrack);
 - counters: `ZONE/SERVICE/RULE` (the action chain's), `ZONE/default-drop`, `ZONE/protected-drop`, `ZONE/ban`,
   `RULE/over-limit`, `drop/REASON`, `localhost/accept`, `output/memcached-reflection`;
 - sets and maps: `zones_iface`, `zones_vN`, `bans_vN`, `ports_ZONE`, `protected_PROTOCOL`, `dyn_ZONE_vN` (a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 INPUT_CHAIN = "input"
+ESTABLISHED_CHAIN = "established"  # the input chain's short path for established/related packets but ICMP
 OUTPUT_CHAIN = "output"
 INTERFACE_MAP = "zones_iface"
 LOCALHOST_ACCEPT = "localhost/accept"  # the counter of zone localhost's built-in accept

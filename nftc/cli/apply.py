@@ -4,7 +4,6 @@ decides (what to load, what to roll back, drift) is nftc.system.apply's."""
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 
@@ -105,12 +104,13 @@ def _apply(args) -> int:
     quiet = not (args.confirm or args.force or admin_from)  # --admin-from: a check was asked for; it compiles
     if recorded and quiet and _said_unchanged(args, state, recorded[0], args.policy):
         return EXIT_OK
-    fresh = None if recorded else _compiled_fresh(args, state, policy)
+    lists = _address_lists(state)
+    fresh = None if recorded else _compiled_fresh(args, state, policy, lists.cache())
     if isinstance(fresh, int):
         return fresh
     endpoint = admin_from or _admin_in_environment()
     if fresh is None and endpoint is not None:  # the lockout guard needs the checked policy: compile after all
-        fresh = _compiled_fresh(args, state, policy)
+        fresh = _compiled_fresh(args, state, policy, lists.cache())
         if isinstance(fresh, int):
             return fresh
     if fresh is None:  # the recorded script is what the compile would give, and the guard has nothing to check
@@ -121,7 +121,9 @@ def _apply(args) -> int:
         print(f"nftc: apply: refusing: {refusal} (or use --force)", file=sys.stderr)
         _audit(args, "apply", "refused", policy=policy, digest=fresh[0].digest, detail=f"lockout: {refusal}")
         return EXIT_POLICY
-    return _report(args, state, _load(state, _to_load(args, policy, *fresh), args), args.policy)
+    outcome = _load(state, _to_load(args, policy, *fresh), args)
+    lists.store()  # after the load: the address files this compile read, for the next one (none: nothing kept)
+    return _report(args, state, outcome, args.policy)
 
 
 def _admin_from(text: str):
@@ -137,15 +139,14 @@ def _to_load(args, policy: str, compilation, sources):
                                                          compilation.host))
 
 
-def _compiled_fresh(args, state, policy: str):
+def _compiled_fresh(args, state, policy: str, lists=None):
     """(compilation, sources read), or the exit code when the policy does not compile (at boot: the last applied
-    ruleset is loaded instead)."""
-    from ..system.blocklists import feeds
+    ruleset is loaded instead). `lists`: the address files parsed before (_address_lists)."""
     from ..compiler import HostError
     sources: dict[str, str] = {}
     try:
-        compilation = compiled(args.policy, args.strict, sources, feeds(state),  # with the last good blocklists
-                               args.host, _host_picker(args, state))
+        compilation = compiled(args.policy, args.strict, sources, _kept_lists(state),  # the last good blocklists
+                               args.host, _host_picker(args, state), lists)
     except HostError as exc:  # no host to compile for: at boot, as a policy that does not compile
         if not args.boot:
             raise
@@ -157,6 +158,21 @@ def _compiled_fresh(args, state, policy: str):
         _audit(args, "apply", "refused", policy=policy, detail="the policy does not compile (see its errors)")
         return EXIT_POLICY
     return compilation, sources
+
+
+def _kept_lists(state):
+    """The url zones' last good lists (nftc.system.blocklists.feeds), that module imported when the compiler first
+    asks for one: a policy without url zones imports neither it nor nftc.system.download (issue 9: start-up)."""
+    def feed(zone: str, url: str):
+        from ..system.blocklists import feeds
+        return feeds(state)(zone, url)
+    return feed
+
+
+def _address_lists(state):
+    """The address files an earlier apply parsed, kept in the state directory (nftc.system.addresslists)."""
+    from ..system.addresslists import AddressLists
+    return AddressLists(state)
 
 
 def _load(state, compiled, args):
@@ -317,6 +333,8 @@ def _document(args, event, confirm_deadline: float | None = None) -> None:
 
 def _state_option(args, state) -> str:
     """The state directory as the guard sees it (absolute): a confirm from another directory must find it."""
+    import shlex  # here: only --confirm says it
+
     return f" --state-dir {shlex.quote(state.path)}" if args.state_dir else ""
 
 
@@ -394,10 +412,9 @@ def _diff(args) -> int:
     from ..system.drift import drift
     from ..backend.render_nft import render_nft
 
-    from ..system.blocklists import feeds
     state = _state(args)
-    compilation = compiled(args.policy, args.strict, None, feeds(state),  # what apply would load, blocklists too
-                           args.host, _host_picker(args, state))
+    compilation = compiled(args.policy, args.strict, None, _kept_lists(state),  # what apply would load, blocklists too
+                           args.host, _host_picker(args, state), _address_lists(state).cache())
     if compilation is None:
         return EXIT_POLICY
     table = compilation.table

@@ -5,7 +5,6 @@ nftc.semantics.matrix computes over each host's policy; no root, nothing loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..errors import EXIT_OK, EXIT_POLICY
@@ -123,6 +122,8 @@ def _opening_json(opening, sources: dict[str, str]) -> dict:
 
 
 def matrix_json(matrix, sources: dict[str, str]) -> str:
+    import json  # here: every command imports this module, and only this function needs json
+
     hosts = set(matrix.hosts)
     return json.dumps({
         "hosts": [_host_label(h) for h in matrix.hosts],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 
 from ..errors import EXIT_INTERRUPTED
@@ -37,11 +36,12 @@ def add_host_option(command: argparse.ArgumentParser) -> None:
 
 
 def compiled(path: str, strict: bool = False, sources: dict[str, str] | None = None, feeds=None,
-             host: str | None = None, pick_host=None):
+             host: str | None = None, pick_host=None, lists=None):
     """Compile, print warnings; on policy errors (and on warnings, when `strict`) print them all and return None.
     `sources` receives the text of each file read (apply records what it compiled from); `feeds`: the url zones'
     last good lists (nftc.language.loader.Feeds; apply gives the state directory's); `host`, `pick_host`: the
-    host of a cluster policy, or what chooses it (nftc.compiler.compile_policy; a HostError goes to `main`).
+    host of a cluster policy, or what chooses it (nftc.compiler.compile_policy; a HostError goes to `main`);
+    `lists`: address files parsed before (nftc.language.loader.ListCache; apply's, in the state directory).
 
     Policy errors are the one kind of NftcError not left to `main`: they are drawn with their sources (the line
     and a caret), which only this function holds."""
@@ -51,7 +51,7 @@ def compiled(path: str, strict: bool = False, sources: dict[str, str] | None = N
 
     sources = {} if sources is None else sources
     try:
-        compilation = compile_policy(path, sources, feeds, host, pick_host)
+        compilation = compile_policy(path, sources, feeds, host, pick_host, lists)
     except PolicyError as exc:
         print(render_diagnostics(exc.diagnostics, sources), file=sys.stderr)
         return None
@@ -90,4 +90,6 @@ def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
     """128 + the signal, as a shell reports a command a signal stopped: 130 (EXIT_INTERRUPTED) for Ctrl-C, 143 for
     a SIGTERM that a command turned into a KeyboardInterrupt carrying `signum` (the lab does, to tear itself
     down)."""
+    import signal  # here: every command imports this module, and only an interrupted one needs signal
+
     return EXIT_INTERRUPTED - signal.SIGINT + getattr(exc, "signum", signal.SIGINT)

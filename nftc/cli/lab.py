@@ -4,7 +4,6 @@ bridge), probe, print the matrix; exit 1 on any mismatch."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_POLICY
@@ -44,6 +43,8 @@ def lab(args) -> int:
     """A LabError goes to `main` (exit 1; 2 for a --down PREFIX that is not a lab's); Ctrl-C and SIGTERM are
     said here, after the lab's finally blocks have torn it down."""
     # imported here, not at the top: the lab's modules are only needed by this command (start-up time)
+    import signal
+
     from ..lab import session as lab_module
 
     if args.down:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
@@ -71,6 +70,8 @@ def render_diagnostics(diagnostics: Iterable[Diagnostic], sources: Mapping[str, 
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    import difflib  # here: only a policy with an error needs it (issue 9: start-up)
+
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
 

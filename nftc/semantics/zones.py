@@ -267,11 +267,29 @@ def _sweep(firsts: list[int], lasts: list[int], owners: list[str]):
 
 
 def _merged(firsts: list[int], lasts: list[int], owners: list[str], gaps: list[int]):
-    """Disjoint sorted intervals with the intervals of one zone that touch (a gap of 1) merged into one."""
+    """Disjoint sorted intervals with the intervals of one zone that touch (a gap of 1) merged into one. A few such
+    (a list already merged, as most published lists are) are cut out with slices, many column by column."""
+    if gaps.count(1) * _FEW_TOUCHING <= len(gaps):
+        joins = [i for i in compress(count(), map(eq, gaps, repeat(1))) if owners[i] == owners[i + 1]]
+        after = [i + 1 for i in joins]
+        return _without(firsts, after), _without(lasts, joins), _without(owners, after)
     joins = map(and_, map(eq, gaps, repeat(1)), map(eq, owners[1:], owners))
     starts = [True, *map(not_, joins)]
     ends = starts[1:] + [True]
     return list(compress(firsts, starts)), list(compress(lasts, ends)), list(compress(owners, starts))
+
+
+_FEW_TOUCHING = 16  # at most one interval in this many touching the next: a step for each costs less than the columns
+
+
+def _without(column: list, indices: list[int]) -> list:
+    """`column` without the items at `indices` (sorted): slices, not a step per item."""
+    kept, start = [], 0
+    for index in indices:
+        kept += column[start:index]
+        start = index + 1
+    kept += column[start:]
+    return kept
 
 
 def interfaces(zone: m.Zone) -> tuple[str, ...]:

@@ -6,7 +6,8 @@ snapshot back (restore: shared by rollback and the guard), the rollback guard (g
 (lockout), and how child interpreters start (child); monitoring: what status reports (monitor), its JSON and
 OpenMetrics forms (exposition), set sizes counted over netlink without libnftables (setsize), and the audit line
 and last event of every action (audit); blocklists: fetching a list over http(s) (download), the last good lists
-kept and checked (blocklists), and `nftc refresh`, which replaces only the url zones' sets' elements (refresh).
+kept and checked (blocklists), and `nftc refresh`, which replaces only the url zones' sets' elements (refresh);
+the address files the last apply's compile parsed, kept and checked (addresslists).
 Trusts nothing it reads back: see README, "Security".
 
 May import: nftc.language, nftc.semantics, nftc.backend, nftc.compiler.

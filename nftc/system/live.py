@@ -7,7 +7,6 @@ compiled ruleset loaded in a private namespace (what `diff` compares against). T
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -352,6 +351,8 @@ def policy_changes(old: str | None, new: str) -> list[str]:
 
 def rule_changes(old: str | None, new: str) -> list[str]:
     """Rules removed (`-`) and added (`+`), as nft prints them, prefixed with their chain."""
+    import difflib  # here: an apply without drift needs no difflib (issue 9: start-up)
+
     diff = difflib.unified_diff(rule_lines(old or ""), rule_lines(new), lineterm="", n=0)
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
@@ -359,8 +360,12 @@ def rule_changes(old: str | None, new: str) -> list[str]:
 def drift(live: str, applied: str, with_elements: bool = True) -> list[str]:
     """Lines where the live table differs from what was loaded (counters and dynamic elements ignored; every
     set's elements too unless `with_elements`)."""
-    diff = difflib.unified_diff(canonical(applied, with_elements), canonical(live, with_elements),
-                                "applied", "live", lineterm="", n=0)
+    before, after = canonical(applied, with_elements), canonical(live, with_elements)
+    if before == after:  # no drift, the usual answer of every apply: without difflib (issue 9: start-up)
+        return []
+    import difflib
+
+    diff = difflib.unified_diff(before, after, "applied", "live", lineterm="", n=0)
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 

@@ -342,6 +342,11 @@ class StateDir:
             if durable:
                 os.fsync(handle.fileno())
 
+    def names(self) -> list[str]:
+        """Every name in the directory (none when it is missing): for a module that keeps files of its own."""
+        directory = self._descriptor(create=False)
+        return os.listdir(directory) if directory is not None else []
+
     def remove(self, name: str) -> bool:
         directory = self._descriptor(create=False)
         if directory is None:
