@@ -31,7 +31,7 @@ import time
 import pytest
 
 from helpers import compile_text
-from nftc.backend.render_nft import render_rule
+from nftc.backend.render_nft import render_nft, render_rule
 from test_packet_path import POLICY, SERVER, TABLE, Site, site, udp_packet  # noqa: F401 (site: the fixture)
 
 FORGED_SOURCE_PORT = 40000  # udp_packet's source port
@@ -152,7 +152,7 @@ def test_item9_the_short_path_comes_after_the_spoof_drops_and_skips_only_rules_i
     related and not ICMP; ND, MLD, rpfilter, echo, invalid and the ICMP errors keep their order behind it."""
     rules, _ = _short_path(BANNING)
     short = _index(rules, "goto established")
-    assert rules[short] == "ct state established,related meta l4proto != { icmp, ipv6-icmp } goto established"
+    assert rules[short] == "ct state established,related meta l4proto != { 1, 58 } goto established"
     assert [i for i, r in enumerate(rules) if "drop/spoofed-loopback" in r] == [1, 2] and short == 3
     order = [_index(rules, text) for text in ("nd-neighbor-solicit", "mld-listener-query", "fib saddr",
                                               "udp dport 11211", "@dyn_f2b_v4", "echo-request",
@@ -230,3 +230,18 @@ if __name__ == "__main__":
         _echo(int(sys.argv[2]), float(sys.argv[3]))
     elif sys.argv[1] == "ask":
         _ask(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+
+
+@pytest.mark.slow  # a child nft in namespaces of its own
+def test_issue9_the_ruleset_loads_on_a_system_without_etc_protocols(tmp_path):
+    """A minimal system (no netbase) has no /etc/protocols, where nft looks up protocol names such as `ipv6-icmp`:
+    the short path's rule names ICMP and ICMPv6 by number, and the kernel's check (`nft -c`, in a private network
+    and mount namespace whose /etc/protocols is empty) takes the whole compiled table. The fresh-root test found
+    the named version refused ("Could not resolve protocol name")."""
+    script = tmp_path / "policy.nft"
+    script.write_text(render_nft(compile_text(POLICY).table))
+    empty = tmp_path / "protocols"
+    empty.write_text("")
+    result = subprocess.run(["unshare", "-rnm", "sh", "-c", 'mount --bind "$1" /etc/protocols && nft -c -f "$2"',
+                             "sh", str(empty), str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

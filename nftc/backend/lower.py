@@ -32,7 +32,9 @@ ICMPV6_ND = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld2-listener-report")
 ICMPV6_ERRORS = ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem")
 ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
-ICMP_PROTOCOLS = ("icmp", "ipv6-icmp")  # as `meta l4proto` names them
+# ICMP and ICMPv6 by protocol number (IANA): nft resolves a name like `ipv6-icmp` through /etc/protocols, which
+# a minimal system (no netbase) lacks, and the kernel would then refuse the ruleset (the fresh-root test found it)
+ICMP_PROTOCOLS = (1, 58)
 _KNOWN = ir.Match(ir.Ct("state"), ir.Flags(("established", "related")))  # a flow conntrack already knows
 LIMIT_SET_SIZE = 65535
 LIMIT_SET_TIMEOUT = "1m"
