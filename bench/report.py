@@ -37,6 +37,7 @@ class Section:
     notes: list[str] = field(default_factory=list)
     profiles: list[tuple[str, dict | None]] = field(default_factory=list)  # None: pyinstrument is not installed
     targets: list[Target] = field(default_factory=list)  # shown again, together, at the top of the document
+    peer: str = ""  # what the document says of foomuuri under the targets, when this section measured it
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         self.tables.append((headers, rows))
@@ -86,17 +87,22 @@ def machine() -> list[str]:
             f"- python: {platform.python_version()} ({platform.python_implementation()})"]
 
 
-PEER = ("Peer, for scale (quoted from issue 9, measured elsewhere on this kind of machine, not by this benchmark: "
-        "foomuuri is not installable here, being neither in Debian 12 nor on PyPI): foomuuri 0.33 `start` of a "
-        "single-server policy 121 ms = 5.0x `nft -f`; with 200k addresses `start` 3.1 s against 2.5 s for its "
-        "`nft -f` (1.24x); compile only, 200k addresses, 0.55 s; `reload` keeping a 200k set 12.8 s.")
+QUOTED = ("foomuuri 0.33 `start` of a single-server policy 121 ms = 5.0x `nft -f`; with 200k addresses `start` 3.1 s "
+          "against 2.5 s for its `nft -f` (1.24x); compile only, 200k addresses, 0.55 s; `reload` keeping a 200k set "
+          "12.8 s.")  # issue 9's figures, measured elsewhere on this kind of machine
+CLONE = "git clone https://github.com/FoobarOy/foomuuri"
+HOW = f"`{CLONE}`, then `sudo .venv/bin/python bench/run.py --foomuuri foomuuri/src/foomuuri` (workload 7)"
+PEER = ("Peer, for scale (quoted from issue 9, measured elsewhere on this kind of machine, not by this run: "
+        "foomuuri is not installable here, being neither in Debian 12 nor on PyPI; to measure it side by side with "
+        f"nftc: {HOW}): " + QUOTED)
 
 
 def targets_text(sections: list[Section]) -> str:
     """Every target of the run in one table (each also stands in its workload's section, with its profile)."""
     rows = [target.row() for section in sections for target in section.targets]
     return "\n\n".join(["## Targets (issue 9)",
-                         markdown_table(["workload", "before issue 9", "target", "measured", ""], rows), PEER])
+                         markdown_table(["workload", "before issue 9", "target", "measured", ""], rows),
+                         next((s.peer for s in sections if s.peer), PEER)])
 
 
 def document(sections: list[Section], command: str, mode: str, installed: str) -> str:

@@ -39,6 +39,7 @@ class Config:
     quick: bool
     directory: str  # generated policies, compiled rulesets, state directories
     installed: Installed  # the nftc every command runs
+    foomuuri: str | None = None  # foomuuri's script (bench/run.py --foomuuri), for workload 7 (bench/foomuuri.py)
 
     def pick(self, quick, full):
         return quick if self.quick else full

@@ -4,6 +4,7 @@ file that is not exactly what nftc writes (hand-edited, corrupted, a link, writa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 
@@ -15,6 +16,7 @@ from nftc.backend.render_nft import render_nft
 from nftc.cli.main import main
 from nftc.compiler import compile_policy
 from nftc.language import loader
+from nftc.language import model as m
 from nftc.language.diagnostics import PolicyError
 from nftc.system import addresslists
 from nftc.system.reapply import provenance
@@ -81,6 +83,8 @@ def test_issue9_a_cached_compile_is_byte_identical_to_a_fresh_one(tmp_path):
 
 # Every way a kept file can differ from what nftc writes: (label, edit of the file's text).
 _V4_LINE = f"{(192 << 24 | 2 << 8) << 8 | 24}\n"  # 192.0.2.0/24 packed
+_V4_NEXT = f"{(198 << 24 | 51 << 16 | 100 << 8 | 7) << 8 | 32}\n"  # 198.51.100.7, the line after it
+_V4_LAST = f"{(203 << 24 | 113 << 8) << 8 | 25}\n"  # 203.0.113.0/25, the last
 _TAMPERED = [
     ("wrong header", lambda t: t.replace("address list", "address lists", 1)),
     ("other fingerprint", lambda t: t.replace("sha256:", "sha256:0", 1)),
@@ -105,15 +109,32 @@ _TAMPERED = [
     ("non-ASCII digit", lambda t: t.replace(_V4_LINE, "\u0661" + _V4_LINE)),
     ("information separator", lambda t: t.replace(_V4_LINE, _V4_LINE[:-1] + "\x1c\n")),  # int() skips it
     ("tab", lambda t: t.replace(_V4_LINE, _V4_LINE[:-1] + "\t\n")),
+    # issue 9: kept sorted, so a compile from it sorts nothing; the reader takes nothing else
+    ("two lines swapped", lambda t: t.replace(_V4_LINE + _V4_NEXT, _V4_NEXT + _V4_LINE)),
+    ("last line first", lambda t: t.replace("ipv4 3\n" + _V4_LINE, "ipv4 3\n" + _V4_LAST + _V4_LINE)
+     .replace(_V4_NEXT + _V4_LAST, _V4_NEXT)),
+    ("a line repeated, counted", lambda t: t.replace(_V4_LINE, _V4_LINE * 2).replace("ipv4 3\n", "ipv4 4\n")),
+    ("a line repeated in place of the next", lambda t: t.replace(_V4_NEXT, _V4_LINE)),
 ]
 
 
 def test_issue9_what_nftc_writes_reads_back():
-    """The round trip the attack tests below edit: without it they would prove nothing."""
+    """The round trip the attack tests below edit: without it they would prove nothing. A list reads back sorted
+    (the order the zone map needs: a compile from a kept list sorts nothing), whatever the file's order."""
     networks = loader.read_address_list(SMALL_V4 + SMALL_V6 + "0.0.0.0/0\n::/0\n", "x").networks
-    assert addresslists.from_text(addresslists.as_text(networks)) == networks
+    back = addresslists.from_text(addresslists.as_text(networks))
+    assert back == m.AddressList(tuple(sorted(networks.v4)), tuple(sorted(networks.v6)))
+    assert back.v4 != networks.v4 and back.v6 != networks.v6  # the file's order was not sorted: this proves it
     empty = loader.read_address_list("", "x").networks
     assert addresslists.from_text(addresslists.as_text(empty)) == empty
+
+
+def test_issue9_what_nftc_writes_is_sorted():
+    """Every version's lines in increasing order, as the reader demands (a generated list of thousands)."""
+    text = addresslists.as_text(loader.read_address_list("\n".join(generate.addresses(400)) + "\n", "x").networks)
+    v4, v6 = (section.split("\n")[1:-1] for section in text.split("ipv")[1:])
+    assert len(v4) == len(v6) == 200
+    assert list(map(int, v4)) == sorted(map(int, v4)) and list(map(int, v6)) == sorted(map(int, v6))
 
 
 def _written() -> str:
@@ -193,6 +214,21 @@ def test_issue9_a_list_that_warns_is_never_kept_and_warns_at_every_compile(tmp_p
     fresh, warm, _ = _applied_twice(state, policy)
     assert fresh[3] and warm == fresh
     assert _kept(state) == []
+
+
+def test_issue9_a_list_with_a_repeated_network_is_never_kept(tmp_path):
+    """Kept sorted and without repeats, such a list would hold fewer networks than the file, which the address
+    budget counts: it is parsed at every compile, and a file found under its name is removed."""
+    policy = _policy(tmp_path, lists={"v4": SMALL_V4 + "192.0.2.0/24\n"})
+    state = _state(tmp_path)
+    stale = pathlib.Path(state.path, addresslists.file_name(hashlib.sha256(
+        (tmp_path / "v4.txt").read_bytes()).hexdigest()))
+    stale.write_text("not a kept list\n")
+    stale.chmod(0o600)
+    fresh, warm, second = _applied_twice(state, policy)
+    assert warm == fresh == _compiled(policy)
+    assert second.used and all(v is not None for v in second.used.values())  # parsed again
+    assert _kept(state) == [] and addresslists.as_text(second.used[stale.name[10:-5]]) is None
 
 
 def test_issue9_a_store_keeps_only_the_last_compiles_lists(tmp_path):

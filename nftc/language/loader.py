@@ -328,8 +328,7 @@ _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.split() splits ASCII text 
 _TWO_ON_A_LINE = re.compile(r"\S[^\S\n]+\S")  # two entries on one line: an error, only _parse_lines reports it
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LENGTHS = {v: {str(n): n for n in range(bits + 1)} for v, bits in m.BITS.items()}  # canonical spellings only
-# by prefix length: the host bits of a packed network, and the byte that packs the length after the address
-_HOST_BITS = {v: [((1 << (bits - n)) - 1) << m.PREFIX_BITS for n in range(bits + 1)] for v, bits in m.BITS.items()}
+# by prefix length: the byte that packs the length after the address
 _LENGTH_BYTES = [n.to_bytes(m.PREFIX_BITS // 8, "big") for n in range(max(m.BITS.values()) + 1)]
 
 
@@ -363,7 +362,7 @@ def _packed_version(entries: list[str], version: int) -> list[int] | None:
     would refuse, whatever the C library. Other spellings (leading zeros, `::` not where inet_ntop puts it, a
     netmask) go through `parse_network` itself, ten times slower. The address's bytes and its length's byte are
     read as one integer: the packed network (`model.pack`) in one step (measured: a tenth faster)."""
-    family, lengths, host_bits, bits = _FAMILIES[version], _LENGTHS[version], _HOST_BITS[version], m.BITS[version]
+    family, lengths, host_bits, bits = _FAMILIES[version], _LENGTHS[version], m.HOST_BITS[version], m.BITS[version]
     pton, ntop, from_bytes, length_bytes = socket.inet_pton, socket.inet_ntop, int.from_bytes, _LENGTH_BYTES
     packed: list[int] = []
     for entry in entries:

@@ -102,6 +102,8 @@ class InterfaceSource:
 
 BITS = {4: 32, 6: 128}  # address bits per IP version
 PREFIX_BITS = 8  # a packed network is `first address << PREFIX_BITS | prefix length` (a length is at most 128)
+# by IP version, then prefix length: the host bits of a packed network, which a valid one has clear
+HOST_BITS = {v: [((1 << (bits - n)) - 1) << PREFIX_BITS for n in range(bits + 1)] for v, bits in BITS.items()}
 
 
 def pack(network: IPNetwork) -> int:

@@ -14,8 +14,8 @@ import fnmatch
 import ipaddress
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import chain, compress, count, repeat
-from operator import add, and_, eq, ne, not_, rshift, sub
+from itertools import chain, compress, count, islice, repeat
+from operator import add, and_, eq, ne, not_, or_, rshift, sub
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from ..language import model as m
@@ -225,7 +225,7 @@ def _address_map(networks: list[int], owners: list[str], version: int) -> Addres
     if networks and networks[0] == 0:  # the network of length 0 sorts first
         fallback = owners[0]
         del firsts[0], lasts[0], owners[0]
-    gaps = list(map(sub, firsts[1:], lasts))  # from the end of each interval to the start of the next
+    gaps = list(map(sub, islice(firsts, 1, None), lasts))  # from the end of each interval to the start of the next
     if gaps and min(gaps) <= 0:  # a network starts inside the one before it
         firsts, lasts, owners = _sweep(firsts, lasts, owners)
         gaps = list(map(sub, firsts[1:], lasts))
@@ -273,10 +273,9 @@ def _merged(firsts: list[int], lasts: list[int], owners: list[str], gaps: list[i
         joins = [i for i in compress(count(), map(eq, gaps, repeat(1))) if owners[i] == owners[i + 1]]
         after = [i + 1 for i in joins]
         return _without(firsts, after), _without(lasts, joins), _without(owners, after)
-    joins = map(and_, map(eq, gaps, repeat(1)), map(eq, owners[1:], owners))
-    starts = [True, *map(not_, joins)]
-    ends = starts[1:] + [True]
-    return list(compress(firsts, starts)), list(compress(lasts, ends)), list(compress(owners, starts))
+    new = list(map(or_, map(ne, gaps, repeat(1)), map(ne, islice(owners, 1, None), owners)))  # i + 1 starts a run
+    starts = [True, *new]
+    return list(compress(firsts, starts)), list(compress(lasts, [*new, True])), list(compress(owners, starts))
 
 
 _FEW_TOUCHING = 16  # at most one interval in this many touching the next: a step for each costs less than the columns

@@ -4,12 +4,17 @@
 One file per address file the last compile of an apply read: `addresses-SHA256.list`, SHA256 being that of the
 address file's bytes. Plain text, never pickle: a header naming the nftc version and the compiler's fingerprint
 (`reapply.code_fingerprint`: another nftc never reads it), then per IP version a count line and the packed
-networks (`model.pack`), one decimal number a line, in the loader's order. Reading it checks it whole, at C speed
-(one regex, `map`): anything unexpected and it is not used, the address file is parsed, and the next store
-replaces it. The files are data, read through StateDir (root's, never through a link, not writable by others).
+networks (`model.pack`), one decimal number a line, in increasing order: the order the zone map sorts them into
+(nftc.semantics.zones), so a compile from a kept list sorts nothing (two sorts of 10^5 took 35 ms; the order of a
+file's entries changes nothing a compile gives). Reading it checks it whole, at C speed (one regex, `map`):
+anything unexpected (a number out of order or repeated included) and it is not used, the address file is parsed,
+and the next store replaces it. The files are data, read through StateDir (root's, never through a link, not
+writable by others).
 
-Only lists that parsed without a warning are kept (a warning is said at every compile), and a store leaves only
-the lists of the last compile. A store that fails fails nothing: the next compile parses again.
+Only lists that parsed without a warning are kept (a warning is said at every compile), and only lists without a
+repeated network (kept sorted and without repeats, such a list would hold fewer networks than the file, and the
+address budget counts the file's); a store leaves only the lists of the last compile. A store that fails fails
+nothing: the next compile parses again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import islice, repeat
 
 from ..language import model as m
 from ..language.loader import ListCache
@@ -30,8 +35,7 @@ _LEADING_ZERO = re.compile(r"\n0[0-9]")  # on any line but the first (a literal 
 _LENGTH_MASK = (1 << m.PREFIX_BITS) - 1
 # by prefix length: the bits of a packed network that must be clear: its host bits, and every bit above its
 # version's address (a negative mask: all of them); a longer length: IndexError
-_MUST_BE_CLEAR = {v: [(((1 << (bits - n)) - 1) << m.PREFIX_BITS) | -(1 << (bits + m.PREFIX_BITS))
-                      for n in range(bits + 1)] for v, bits in m.BITS.items()}
+_MUST_BE_CLEAR = {v: [host | -(1 << (m.BITS[v] + m.PREFIX_BITS)) for host in m.HOST_BITS[v]] for v in m.BITS}
 
 
 def file_name(sha256: str) -> str:
@@ -46,9 +50,19 @@ def header() -> str:
     return f"nftc {__version__} address list, compiler sha256:{code_fingerprint()}\n"
 
 
-def as_text(networks: m.AddressList) -> str:
-    return (header() + f"ipv4 {len(networks.v4)}\n" + "".join(f"{n}\n" for n in networks.v4)
-            + f"ipv6 {len(networks.v6)}\n" + "".join(f"{n}\n" for n in networks.v6))
+def as_text(networks: m.AddressList) -> str | None:
+    """The kept file of a list: each version's networks sorted; None for a list holding a network twice (not
+    kept: see the module's docstring)."""
+    v4, v6 = sorted(networks.v4), sorted(networks.v6)
+    if not _increasing(v4) or not _increasing(v6):
+        return None
+    return (header() + f"ipv4 {len(v4)}\n" + "".join(f"{n}\n" for n in v4)
+            + f"ipv6 {len(v6)}\n" + "".join(f"{n}\n" for n in v6))
+
+
+def _increasing(values) -> bool:
+    """Each value above the one before it: sorted, nothing repeated."""
+    return all(map(operator.lt, values, islice(values, 1, None)))
 
 
 def from_text(text: str) -> m.AddressList | None:
@@ -73,7 +87,7 @@ def from_text(text: str) -> m.AddressList | None:
 def _networks(lines: str, count: int, version: int) -> tuple[int, ...] | None:
     """`count` packed networks of `version`, one a line, each in plain decimal (no sign, blank, `_` or leading
     zero; the text is ASCII: `from_text` saw to it) and valid: its length at most the version's bits, its host bits
-    clear, its address within the version's; else None."""
+    clear, its address within the version's; each above the one before it; else None."""
     if not lines or count == 0:
         return () if not lines and count == 0 else None
     if lines[-1] != "\n" or any(c in lines for c in _NOT_DIGITS) or (lines[0] == "0" and lines[1] != "\n") \
@@ -83,7 +97,8 @@ def _networks(lines: str, count: int, version: int) -> tuple[int, ...] | None:
         values = tuple(map(int, lines[:-1].split("\n")))  # an empty line: ValueError
         lengths = map(operator.and_, values, repeat(_LENGTH_MASK))
         masks = map(_MUST_BE_CLEAR[version].__getitem__, lengths)
-        return values if len(values) == count and not any(map(operator.and_, values, masks)) else None
+        valid = len(values) == count and not any(map(operator.and_, values, masks)) and _increasing(values)
+        return values if valid else None
     except (IndexError, ValueError):  # a length beyond the version's bits; not a number; one too long to read
         return None
 
@@ -119,11 +134,12 @@ class AddressLists:
         try:
             self.state.ensure()
             with Lock(self.state, 0):
-                fresh = {file_name(k): as_text(v) for k, v in self.used.items() if v is not None}
+                texts = {file_name(k): as_text(v) for k, v in self.used.items() if v is not None}
+                fresh = {name: text for name, text in texts.items() if text is not None}
                 self.state.stage(fresh, durable=False).commit()  # a list lost to a crash is parsed again
+                kept = {file_name(k) for k, v in self.used.items() if v is None} | set(fresh)
                 for name in self.state.names():
-                    found = _NAME.fullmatch(name)
-                    if found and found.group("sha256") not in self.used:
+                    if _NAME.fullmatch(name) and name not in kept:
                         self.state.remove(name)
         except (StateError, OSError):
             pass  # a cache: the next compile parses the file

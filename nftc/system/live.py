@@ -291,7 +291,7 @@ def set_elements(listing: str) -> dict[str, tuple[str, ...]]:
     return {b.name: elements(b) for b in blocks(listing) if b.kind in ("set", "map") and not b.dynamic}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Opening:
     """A zone's rule for a service, read back from the counter name the compiler gives it: ZONE/SERVICE/RULE."""
 

@@ -180,10 +180,12 @@ def _input_from(item, what: str) -> Input:
 
 @dataclass(frozen=True)
 class TableState:
-    """One table as it was before an apply: its listing is in snapshot.nft when it existed."""
+    """One table as it was before an apply: its listing is in snapshot.nft when it existed, or, `script`, it was
+    exactly its applied record and is that record's compiled script's table block (nftc.system.snapshot)."""
 
     target: Target
     existed: bool
+    script: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,13 +193,13 @@ class Snapshot:
     """What a rollback restores: every table nftc touched since the last confirmed state, as it was then."""
 
     tables: tuple[TableState, ...]
-    sha256: str  # of snapshot.nft
+    sha256: str  # of snapshot.nft, followed by the script tables' blocks (nftc.system.snapshot)
     time: str
     applied: Applied | None  # the record the tables came from, so drift after a rollback is told against it
 
     def as_dict(self) -> dict:
-        return {"tables": [{"family": t.target.family, "table": t.target.name, "existed": t.existed}
-                           for t in self.tables],
+        return {"tables": [{"family": t.target.family, "table": t.target.name, "existed": t.existed,
+                            "script": t.script} for t in self.tables],
                 "sha256": self.sha256, "time": self.time,
                 "applied": self.applied.as_dict() if self.applied else None}
 
@@ -211,17 +213,21 @@ def snapshot_from(data: dict, what: str) -> Snapshot:
         raise StateError(f"{what}: no list of tables")
     states = []
     for item in tables:
-        if not isinstance(item, dict) or not isinstance(item.get("existed"), bool):
+        if not isinstance(item, dict) or not isinstance(item.get("existed"), bool) or \
+                not isinstance(item.get("script", False), bool):
             raise StateError(f"{what}: a table entry is damaged")
-        states.append(TableState(target_from(item, what), item["existed"]))
+        states.append(TableState(target_from(item, what), item["existed"], item.get("script", False)))
     if len({s.target for s in states}) != len(states):
         raise StateError(f"{what}: a table is listed twice")
     applied = data.get("applied")
     if applied is not None and not isinstance(applied, dict):
         raise StateError(f"{what}: applied is damaged")
     time = data.get("time")
-    return Snapshot(tuple(states), _hex64(data.get("sha256"), what, "sha256"), str(time)[:64],
-                    applied_from(applied, what) if applied else None)
+    record = Snapshot(tuple(states), _hex64(data.get("sha256"), what, "sha256"), str(time)[:64],
+                      applied_from(applied, what) if applied else None)
+    if any(s.script and not (s.existed and record.applied and s.target == record.applied.target) for s in states):
+        raise StateError(f"{what}: a table saved as the applied script is not the applied record's table")
+    return record
 
 
 @dataclass(frozen=True)

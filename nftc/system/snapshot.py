@@ -15,7 +15,10 @@ the dynamic sets are stripped from the listings and carried as data (elements.py
 wall-clock second it expires at; a set the apply kept in place has none saved: a rollback takes its live elements.
 
 A table that is exactly its applied record (the marker's digest is the record's, no drift) is saved as the
-record's compiled script rather than listed: with 10^5 addresses listing it takes longer than loading it.
+record's compiled script rather than listed: with 10^5 addresses listing it takes longer than loading it. Its
+block is then not copied into snapshot.nft: snapshot.json marks the table `script`, and a rollback takes its block
+out of snapshot.applied.script, which holds that script anyway (issue 9: 7.5 MB written once, not twice). The
+recorded sha256 covers snapshot.nft followed by those blocks, so such a block is checked as one of snapshot.nft.
 
 A rollback puts a table back in place when it can (transaction.restore_in_place): a dynamic set or a named counter
 declared the same in the snapshot as in the live table stays, with its elements (none read, none lost meanwhile)
@@ -24,6 +27,8 @@ or its values; everything else is replaced. Otherwise the whole table is, and it
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -61,9 +66,13 @@ class Saved:
 def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, tuple[elements.SetElements, ...]],
           applied_script: str | None, applied_listing: str | None = None) -> dict[str, str]:
     """The snapshot's files, to stage: the listings (or scripts) without dynamic elements, the elements as
-    data."""
-    text = "".join(_block(listings[t.target], t.target) for t in record.tables if t.existed)
-    data = {**record.as_dict(), "sha256": records.content_sha256(text), "elements": [
+    data; a table whose listing is `applied_script` itself marked `script`, its block left out of snapshot.nft."""
+    tables = tuple(dataclasses.replace(t, script=_is_script(t, listings, record, applied_script))
+                   for t in record.tables)
+    blocks = {t.target: _block(listings[t.target], t.target) for t in tables if t.existed}
+    text = "".join(blocks[t.target] for t in tables if t.existed and not t.script)
+    sha256 = _sha256(text, [blocks[t.target] for t in tables if t.script])
+    data = {**dataclasses.replace(record, tables=tables).as_dict(), "sha256": sha256, "elements": [
         {"family": target.family, "table": target.name, "set": s.name, "items": elements.saved_items(s, time.time())}
         for target, sets in sorted(carried.items()) for s in sets]}
     out = {JSON_FILE: as_json(data), NFT_FILE: text}
@@ -72,6 +81,20 @@ def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, t
     if applied_listing is not None:
         out[LISTING_FILE] = applied_listing
     return out
+
+
+def _is_script(table: TableState, listings: dict[Target, str], record: Snapshot, applied_script: str | None) -> bool:
+    """Whether the table is saved as the applied record's script (then read back from snapshot.applied.script)."""
+    return table.existed and applied_script is not None and record.applied is not None and \
+        record.applied.target == table.target and listings[table.target] == applied_script
+
+
+def _sha256(text: str, script_blocks: list[str]) -> str:
+    """What snapshot.json records: the sha256 of snapshot.nft's text followed by the script tables' blocks."""
+    digest = hashlib.sha256(text.encode())
+    for block in script_blocks:
+        digest.update(block.encode())
+    return digest.hexdigest()
 
 
 def _block(listing: str, target: Target) -> str:
@@ -92,16 +115,30 @@ def read(state: StateDir) -> Saved:
     text = state.read_text(NFT_FILE)
     if text is None:
         text = ""
-    if records.content_sha256(text) != record.sha256:
+    scripted = [t.target for t in record.tables if t.script]
+    applied_script = _applied_script(state, record) if scripted else None
+    from_script = {t: _script_block(applied_script, t, state.file(SCRIPT_FILE)) for t in scripted}
+    if _sha256(text, list(from_script.values())) != record.sha256:
         raise StateError(f"{state.file(NFT_FILE)} is corrupt: it is not the snapshot nftc saved (sha256 differs)")
-    listings = _blocks(text, record, state.file(NFT_FILE))
-    return Saved(record, listings, _saved_elements(data, record, what), _applied_script(state, record),
-                 _applied_listing(state, record))
+    listings = {**_blocks(text, record, state.file(NFT_FILE)), **from_script}
+    return Saved(record, listings, _saved_elements(data, record, what),
+                 applied_script if scripted else _applied_script(state, record), _applied_listing(state, record))
+
+
+def _script_block(script: str, target: Target, path: str) -> str:
+    """The table's block out of the applied script (its digest checked): what `files` left out of snapshot.nft."""
+    try:
+        block = live.table_block(script, target)
+    except live.Ambiguous:
+        block = None
+    if block is None or unrestorable(block) is not None or live.digest(block) is None:
+        raise StateError(f"{path} is corrupt: it does not hold table {target} as nftc saved it")
+    return block
 
 
 def _blocks(text: str, record: Snapshot, path: str) -> dict[Target, str]:
     """Split snapshot.nft into its table blocks; anything but the recorded tables' blocks is refused."""
-    expected = {t.target for t in record.tables if t.existed}
+    expected = {t.target for t in record.tables if t.existed and not t.script}
     found: dict[Target, str] = {}
     current: list[str] | None = None
     for line in text.splitlines(keepends=True):
