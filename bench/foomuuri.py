@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,6 +39,7 @@ from .namespaces import in_namespace, timed_jobs
 from .report import CLONE, QUOTED, Section, Target
 from .workloads import SINGLE, UNCHANGED, Config, _compiled, _never_unchanged, _seconds, _target
 
+_ACCEPTED_PORTS = re.compile(r"tcp dport (\{ [^}]* \}|\S+) accept")  # in the ruleset foomuuri writes
 SHARE_FILES = ("default.services.conf", "static.nft")  # what start reads from /usr/share/foomuuri (its Makefile)
 ENVIRONMENT = ("env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")  # every job of the workload
 ZONES = {"internet": "public", "lan": "lan", "blocked": "blocked"}  # nftc's zone -> foomuuri's
@@ -249,11 +251,19 @@ def _compile_only(config: Config, tool: Foomuuri, case: Case, namespace: str, et
             {"name": "check", "argv": tool.argv(etc, checks, "check")},
             {"name": "compile", "argv": [*ENVIRONMENT, *config.nftc("compile", case.policy)]}]
     runs = timed_jobs(namespace, config.pick(1, 5), jobs)
+    with open(os.path.join(checks, "next.fw"), encoding="utf-8") as handle:
+        ruleset = handle.read()
+    opened = {port for ports in _ACCEPTED_PORTS.findall(ruleset)
+              for port in ports.strip("{ }").replace(",", " ").split()}
+    table = compile_policy(case.policy, {}).table
+    expected = {port for zone in ZONES if zone != "blocked" for port in open_ports(table, zone).get("tcp", [])}
+    if opened != expected:
+        raise RuntimeError(f"foomuuri check's ruleset opens tcp {sorted(opened)}, nftc's policy "
+                           f"{sorted(expected)}: it measured another policy")
     if case.blocked:
         addresses = set(_lines(case.blocked))
-        with open(os.path.join(checks, "next.fw"), encoding="utf-8") as handle:  # `ADDRESS[ timeout Ns],` lines
-            written = {word for word in (line.split()[0].rstrip(",") for line in handle if line.strip())
-                       if word in addresses}
+        written = {word for word in (line.split()[0].rstrip(",") for line in ruleset.splitlines() if line.strip())
+                   if word in addresses}  # `ADDRESS[ timeout Ns],` lines
         if written != addresses:
             raise RuntimeError(f"foomuuri check's ruleset has {len(written):,} of the zone's {len(addresses):,} "
                                "addresses: it measured another policy")
@@ -325,7 +335,8 @@ def _report(section: Section, version: str, measured: list[Measured]) -> None:
         "everything out accepted. A is the policy, B the same with its LAN moved (bench/generate.py variant), "
         "for both tools: every timed load changes the table. foomuuri's start loads an iplist from its cache (its "
         "`iplist refresh` reads the file into it, once, untimed); nftc reads the file or its own address cache "
-        "(state directory). After the rounds, foomuuri's sets are checked to hold every address. `nft -f` of "
+        "(state directory). After the rounds, foomuuri's sets are checked to hold every address, and the ruleset "
+        "its check writes to open the TCP ports nftc's policy opens and to hold every address. `nft -f` of "
         "foomuuri's ruleset is the file its start loaded (good.fw). Compile only: foomuuri's `check` with "
         "`nft_bin=true`, the stand-in foomuuri itself recognises for testing, builds and writes the ruleset and "
         "loads nothing; plain `check` adds `nft --check` of it.")
