@@ -28,7 +28,6 @@ or its values; everything else is replaced. Otherwise the whole table is, and it
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ def files(record: Snapshot, listings: dict[Target, str], carried: dict[Target, t
                    for t in record.tables)
     blocks = {t.target: _block(listings[t.target], t.target) for t in tables if t.existed}
     text = "".join(blocks[t.target] for t in tables if t.existed and not t.script)
-    sha256 = _sha256(text, [blocks[t.target] for t in tables if t.script])
+    sha256 = records.content_sha256(text, *(blocks[t.target] for t in tables if t.script))
     data = {**dataclasses.replace(record, tables=tables).as_dict(), "sha256": sha256, "elements": [
         {"family": target.family, "table": target.name, "set": s.name, "items": elements.saved_items(s, time.time())}
         for target, sets in sorted(carried.items()) for s in sets]}
@@ -87,14 +86,6 @@ def _is_script(table: TableState, listings: dict[Target, str], record: Snapshot,
     """Whether the table is saved as the applied record's script (then read back from snapshot.applied.script)."""
     return table.existed and applied_script is not None and record.applied is not None and \
         record.applied.target == table.target and listings[table.target] == applied_script
-
-
-def _sha256(text: str, script_blocks: list[str]) -> str:
-    """What snapshot.json records: the sha256 of snapshot.nft's text followed by the script tables' blocks."""
-    digest = hashlib.sha256(text.encode())
-    for block in script_blocks:
-        digest.update(block.encode())
-    return digest.hexdigest()
 
 
 def _block(listing: str, target: Target) -> str:
@@ -115,14 +106,14 @@ def read(state: StateDir) -> Saved:
     text = state.read_text(NFT_FILE)
     if text is None:
         text = ""
-    scripted = [t.target for t in record.tables if t.script]
-    applied_script = _applied_script(state, record) if scripted else None
-    from_script = {t: _script_block(applied_script, t, state.file(SCRIPT_FILE)) for t in scripted}
-    if _sha256(text, list(from_script.values())) != record.sha256:
+    applied_script = _applied_script(state, record)  # there when a table is marked (records.snapshot_from)
+    from_script = {t.target: _script_block(applied_script, t.target, state.file(SCRIPT_FILE))
+                   for t in record.tables if t.script}
+    if records.content_sha256(text, *from_script.values()) != record.sha256:
         raise StateError(f"{state.file(NFT_FILE)} is corrupt: it is not the snapshot nftc saved (sha256 differs)")
     listings = {**_blocks(text, record, state.file(NFT_FILE)), **from_script}
-    return Saved(record, listings, _saved_elements(data, record, what),
-                 applied_script if scripted else _applied_script(state, record), _applied_listing(state, record))
+    return Saved(record, listings, _saved_elements(data, record, what), applied_script,
+                 _applied_listing(state, record))
 
 
 def _script_block(script: str, target: Target, path: str) -> str:
